@@ -1,0 +1,1071 @@
+#!/usr/bin/env python3
+"""Fetch, start and stop a single-node Apache Kafka broker in KRaft mode.
+
+streamml's tests and benchmarks run against a real broker. This module
+fetches Kafka's jars from Maven Central with Maven, formats KRaft storage
+in a work directory, starts one combined broker+controller bound to
+127.0.0.1, and waits until the broker responds to Kafka protocol requests.
+It needs only the Python standard library, Java 17+ and Maven 3.8+.
+
+Python use::
+
+    with KafkaBroker() as broker:
+        broker.start()
+        producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+
+Command line use::
+
+    python scripts/kafka_broker.py fetch
+    python scripts/kafka_broker.py start --work-dir /tmp/kafka
+    python scripts/kafka_broker.py status --work-dir /tmp/kafka
+    python scripts/kafka_broker.py stop --work-dir /tmp/kafka
+
+The jars are cached in ``$STREAMML_CACHE_DIR/kafka-<version>/libs``
+(default ``~/.cache/streamml``), and Maven keeps its own local repository
+at its default location (``~/.m2``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+KAFKA_VERSION = "4.1.2"
+SCALA_VERSION = "2.13"
+# Every log4j artifact is pinned to this version through log4j-bom, so the
+# SLF4J binding always matches log4j-core. Kafka 4.1.2 itself depends on 2.25.3.
+LOG4J_VERSION = "2.25.3"
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+
+BROKER_MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL_MAIN_CLASS = "kafka.tools.StorageTool"
+
+HOST = "127.0.0.1"
+NODE_ID = 1
+DEFAULT_HEAP = "512m"
+DEFAULT_START_TIMEOUT_S = 90.0
+DEFAULT_STOP_TIMEOUT_S = 30.0
+MAVEN_TIMEOUT_S = 900.0
+STORAGE_FORMAT_TIMEOUT_S = 120.0
+
+STATE_FILE_NAME = "broker.json"
+FETCH_MARKER_NAME = "fetched.json"
+
+_HEAP_PATTERN = re.compile(r"[1-9][0-9]*[kKmMgG]?")
+
+# Kafka protocol API keys and the request versions this module sends. Both
+# versions use the non-flexible encoding, and Kafka 4.1 accepts ApiVersions
+# versions 0-4 and Metadata versions 0-13.
+_API_KEY_METADATA = 3
+_API_KEY_API_VERSIONS = 18
+_API_VERSIONS_REQUEST_VERSION = 0
+_METADATA_REQUEST_VERSION = 4
+_PROBE_CLIENT_ID = b"streamml-kafka-probe"
+
+
+class KafkaBrokerError(RuntimeError):
+    """Raised when Kafka cannot be fetched, started, probed or stopped."""
+
+
+# ---------------------------------------------------------------------------
+# Fetching the jars
+# ---------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Return the root cache directory, ``$STREAMML_CACHE_DIR`` or ``~/.cache/streamml``."""
+    configured = os.environ.get("STREAMML_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "streamml"
+
+
+def kafka_install_dir(version: str = KAFKA_VERSION) -> Path:
+    """Return the cache directory for one Kafka version."""
+    return cache_dir() / f"kafka-{version}"
+
+
+def fetch_kafka(version: str = KAFKA_VERSION) -> Path:
+    """Download Kafka's runtime classpath with Maven once and return the libs directory.
+
+    Later calls return the cached directory without running Maven. A file
+    lock serializes concurrent fetches of the same version across processes.
+    """
+    install_dir = kafka_install_dir(version)
+    libs_dir = install_dir / "libs"
+    if _is_fetched(install_dir):
+        return libs_dir
+
+    maven = shutil.which("mvn")
+    if maven is None:
+        raise KafkaBrokerError(
+            "Maven executable 'mvn' not found on PATH: install Maven 3.8 or newer "
+            "(for example 'apt-get install maven') to fetch Kafka from Maven Central"
+        )
+
+    install_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive_lock(install_dir / ".lock"):
+        if _is_fetched(install_dir):
+            return libs_dir
+        _run_maven_fetch(maven, version, install_dir, libs_dir)
+    return libs_dir
+
+
+def _is_fetched(install_dir: Path) -> bool:
+    marker = install_dir / FETCH_MARKER_NAME
+    try:
+        recorded = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    jars = recorded.get("jars", [])
+    libs_dir = install_dir / "libs"
+    return bool(jars) and all((libs_dir / name).is_file() for name in jars)
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _render_pom(version: str) -> str:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<!-- Generated by streamml scripts/kafka_broker.py to fetch Kafka's runtime classpath. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0"
+         xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+         xsi:schemaLocation="http://maven.apache.org/POM/4.0.0 http://maven.apache.org/xsd/maven-4.0.0.xsd">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>io.streamml.local</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>{version}</version>
+  <packaging>pom</packaging>
+
+  <dependencyManagement>
+    <dependencies>
+      <dependency>
+        <groupId>org.apache.logging.log4j</groupId>
+        <artifactId>log4j-bom</artifactId>
+        <version>{LOG4J_VERSION}</version>
+        <type>pom</type>
+        <scope>import</scope>
+      </dependency>
+    </dependencies>
+  </dependencyManagement>
+
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_{SCALA_VERSION}</artifactId>
+      <version>{version}</version>
+    </dependency>
+    <!-- NOTE: This binding is for SLF4J 1.x, which Kafka 4.1 uses. A Kafka
+         version built against SLF4J 2.x needs log4j-slf4j2-impl instead. -->
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-core</artifactId>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+
+def _run_maven_fetch(maven: str, version: str, install_dir: Path, libs_dir: Path) -> None:
+    pom_path = install_dir / "pom.xml"
+    pom_path.write_text(_render_pom(version))
+    staging_dir = install_dir / "libs.partial"
+    shutil.rmtree(staging_dir, ignore_errors=True)
+
+    command = [
+        maven,
+        "--batch-mode",
+        "--quiet",
+        "--file",
+        str(pom_path),
+        f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies",
+        f"-DoutputDirectory={staging_dir}",
+        "-DincludeScope=runtime",
+    ]
+    logger.info("Fetching Kafka %s from Maven Central into %s", version, libs_dir)
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=MAVEN_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as error:
+        raise KafkaBrokerError(
+            f"Maven timed out after {MAVEN_TIMEOUT_S:.0f} s fetching Kafka {version}; "
+            f"check that Maven Central is reachable and rerun: {' '.join(command)}"
+        ) from error
+    if result.returncode != 0:
+        output = _last_lines(result.stdout + result.stderr, 40)
+        raise KafkaBrokerError(
+            f"Maven failed with exit code {result.returncode} fetching Kafka {version} "
+            f"(is '{version}' a published version of org.apache.kafka:kafka_{SCALA_VERSION}?). "
+            f"Command: {' '.join(command)}\n{output}"
+        )
+
+    broker_jar = f"kafka_{SCALA_VERSION}-{version}.jar"
+    jars = sorted(path.name for path in staging_dir.glob("*.jar"))
+    if broker_jar not in jars:
+        raise KafkaBrokerError(
+            f"Maven finished but {broker_jar} is missing from {staging_dir}; "
+            f"delete {install_dir} and rerun the fetch"
+        )
+
+    shutil.rmtree(libs_dir, ignore_errors=True)
+    staging_dir.rename(libs_dir)
+    marker = {"version": version, "jars": jars, "fetched_at": time.time()}
+    (install_dir / FETCH_MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n")
+    logger.info(
+        "Fetched %d jars for Kafka %s in %.1f s", len(jars), version, time.monotonic() - started
+    )
+
+
+# ---------------------------------------------------------------------------
+# Probing a broker over the Kafka protocol
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BrokerMetadata:
+    """Cluster view returned by one broker's Metadata response."""
+
+    cluster_id: str | None
+    controller_id: int
+    broker_ids: tuple[int, ...]
+
+
+def probe_broker(host: str, port: int, timeout_s: float = 5.0) -> BrokerMetadata:
+    """Send ApiVersions and Metadata requests to one broker and return its cluster view.
+
+    Raises OSError when the connection fails and KafkaBrokerError when the
+    broker sends an error code or a response this probe cannot parse.
+    """
+    with socket.create_connection((host, port), timeout=timeout_s) as connection:
+        api_versions = _request_api_versions(connection)
+        if _API_KEY_METADATA not in api_versions:
+            raise KafkaBrokerError(f"broker {host}:{port} does not list the Metadata API")
+        min_version, max_version = api_versions[_API_KEY_METADATA]
+        if not min_version <= _METADATA_REQUEST_VERSION <= max_version:
+            raise KafkaBrokerError(
+                f"broker {host}:{port} supports Metadata versions {min_version}-{max_version}, "
+                f"but this probe sends version {_METADATA_REQUEST_VERSION}"
+            )
+        return _request_metadata(connection)
+
+
+def probe_bootstrap_servers(bootstrap_servers: str, timeout_s: float = 5.0) -> BrokerMetadata:
+    """Probe each ``host:port`` in a bootstrap list and return the first broker's cluster view."""
+    errors = []
+    for host, port in parse_bootstrap_servers(bootstrap_servers):
+        try:
+            return probe_broker(host, port, timeout_s)
+        except (OSError, KafkaBrokerError) as error:
+            errors.append(f"{host}:{port}: {error}")
+    raise KafkaBrokerError(f"no broker in '{bootstrap_servers}' responded: {'; '.join(errors)}")
+
+
+def parse_bootstrap_servers(bootstrap_servers: str) -> list[tuple[str, int]]:
+    """Split a ``host:port,host:port`` string into (host, port) pairs."""
+    addresses = []
+    for entry in bootstrap_servers.split(","):
+        entry = entry.strip()
+        host, separator, port_text = entry.rpartition(":")
+        if not separator or not host or not port_text.isdigit():
+            raise ValueError(
+                f"invalid bootstrap server '{entry}' in '{bootstrap_servers}': expected host:port"
+            )
+        addresses.append((host.strip("[]"), int(port_text)))
+    return addresses
+
+
+def _request_api_versions(connection: socket.socket) -> dict[int, tuple[int, int]]:
+    response = _exchange(connection, _API_KEY_API_VERSIONS, _API_VERSIONS_REQUEST_VERSION, 1, b"")
+    reader = _ResponseReader(response)
+    error_code = reader.int16()
+    if error_code != 0:
+        raise KafkaBrokerError(f"ApiVersions request failed with Kafka error code {error_code}")
+    versions = {}
+    for _ in range(reader.int32()):
+        api_key, min_version, max_version = reader.int16(), reader.int16(), reader.int16()
+        versions[api_key] = (min_version, max_version)
+    return versions
+
+
+def _request_metadata(connection: socket.socket) -> BrokerMetadata:
+    # An empty topic array requests broker metadata only, and the final byte
+    # disables automatic topic creation.
+    body = struct.pack(">ib", 0, 0)
+    response = _exchange(connection, _API_KEY_METADATA, _METADATA_REQUEST_VERSION, 2, body)
+    reader = _ResponseReader(response)
+    reader.int32()  # throttle_time_ms
+    broker_ids = []
+    for _ in range(reader.int32()):
+        broker_ids.append(reader.int32())
+        reader.string()  # host
+        reader.int32()  # port
+        reader.string()  # rack
+    cluster_id = reader.string()
+    controller_id = reader.int32()
+    return BrokerMetadata(cluster_id, controller_id, tuple(sorted(broker_ids)))
+
+
+def _exchange(
+    connection: socket.socket, api_key: int, api_version: int, correlation_id: int, body: bytes
+) -> bytes:
+    # Request header v1: api_key, api_version, correlation_id, client_id.
+    header = (
+        struct.pack(">hhih", api_key, api_version, correlation_id, len(_PROBE_CLIENT_ID))
+        + _PROBE_CLIENT_ID
+    )
+    payload = header + body
+    connection.sendall(struct.pack(">i", len(payload)) + payload)
+
+    (size,) = struct.unpack(">i", _receive_exactly(connection, 4))
+    response = _receive_exactly(connection, size)
+    (received_correlation_id,) = struct.unpack_from(">i", response)
+    if received_correlation_id != correlation_id:
+        raise KafkaBrokerError(
+            f"response correlation id {received_correlation_id} does not match "
+            f"request correlation id {correlation_id}"
+        )
+    return response[4:]
+
+
+def _receive_exactly(connection: socket.socket, size: int) -> bytes:
+    chunks = []
+    remaining = size
+    while remaining > 0:
+        chunk = connection.recv(remaining)
+        if not chunk:
+            raise ConnectionError(f"broker closed the connection with {remaining} bytes unread")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+class _ResponseReader:
+    """Cursor over a Kafka response body in the non-flexible (pre-KIP-482) encoding."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._offset = 0
+
+    def _unpack(self, fmt: str) -> int:
+        try:
+            (value,) = struct.unpack_from(fmt, self._data, self._offset)
+        except struct.error as error:
+            raise KafkaBrokerError(f"truncated Kafka response at byte {self._offset}") from error
+        self._offset += struct.calcsize(fmt)
+        return value
+
+    def int16(self) -> int:
+        return self._unpack(">h")
+
+    def int32(self) -> int:
+        return self._unpack(">i")
+
+    def string(self) -> str | None:
+        length = self.int16()
+        if length < 0:
+            return None
+        value = self._data[self._offset : self._offset + length]
+        if len(value) != length:
+            raise KafkaBrokerError(f"truncated Kafka response at byte {self._offset}")
+        self._offset += length
+        return value.decode("utf-8")
+
+
+# ---------------------------------------------------------------------------
+# Running the broker
+# ---------------------------------------------------------------------------
+
+
+def _java_executable() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidate = Path(java_home) / "bin" / "java"
+        if candidate.is_file():
+            return str(candidate)
+    java = shutil.which("java")
+    if java is None:
+        raise KafkaBrokerError(
+            "Java executable not found in $JAVA_HOME/bin or on PATH: Kafka 4 needs Java 17 "
+            "or newer (for example 'apt-get install openjdk-17-jre-headless')"
+        )
+    return java
+
+
+def _free_ports(count: int) -> list[int]:
+    """Reserve distinct free TCP ports on HOST by binding them all before releasing any."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((HOST, 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _is_port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # With SO_REUSEADDR, a port whose only users are TIME_WAIT connections
+        # from the previous run counts as free, because the restarted broker can bind it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _new_cluster_id() -> str:
+    """Generate a cluster id like Kafka's ``Uuid.randomUuid()``, in unpadded URL-safe base64."""
+    while True:
+        encoded = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        # Kafka 4.1's Uuid.randomUuid() also regenerates ids that start with '-',
+        # so an id is never mistaken for a command-line option.
+        if not encoded.startswith("-"):
+            return encoded
+
+
+def _is_process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    # The state field follows the parenthesized command name; 'Z' is a zombie
+    # that has exited and waits for its parent to reap it.
+    state = stat.rpartition(")")[2].split()[0]
+    return state != "Z"
+
+
+def _process_command_line(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.replace(b"\0", b" ").decode("utf-8", errors="replace")
+
+
+def _last_lines(text: str, count: int) -> str:
+    return "\n".join(text.splitlines()[-count:])
+
+
+def _tail_file(path: Path, count: int) -> str:
+    try:
+        with open(path, "rb") as file:
+            file.seek(0, os.SEEK_END)
+            size = file.tell()
+            file.seek(max(0, size - 64 * 1024))
+            text = file.read().decode("utf-8", errors="replace")
+    except OSError as error:
+        return f"(cannot read {path}: {error})"
+    return _last_lines(text, count)
+
+
+def _properties_value(value: str) -> str:
+    return value.replace("\\", "\\\\")
+
+
+class KafkaBroker:
+    """Single-node KRaft Kafka broker (combined broker and controller) on 127.0.0.1.
+
+    The work directory contains the configuration, the KRaft storage, the
+    broker logs and ``broker.json`` with the pid and ports. Restarting the
+    broker, even from another process, reuses the same storage and ports.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path | str | None = None,
+        version: str = KAFKA_VERSION,
+        heap: str = DEFAULT_HEAP,
+    ) -> None:
+        if not _HEAP_PATTERN.fullmatch(heap):
+            raise ValueError(f"invalid heap size '{heap}': expected a JVM size such as 512m or 1g")
+        self.version = version
+        self.heap = heap
+        self._owns_work_dir = work_dir is None
+        self._work_dir = Path(work_dir).resolve() if work_dir is not None else None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self._detached = False
+        self.broker_port: int | None = None
+        self.controller_port: int | None = None
+        self.cluster_id: str | None = None
+        if self._work_dir is not None:
+            self._load_state()
+
+    # -- paths ---------------------------------------------------------------
+
+    @property
+    def work_dir(self) -> Path:
+        """Directory with this broker's configuration, storage and logs."""
+        if self._work_dir is None:
+            self._work_dir = Path(tempfile.mkdtemp(prefix="streamml-kafka-"))
+        return self._work_dir
+
+    @property
+    def state_path(self) -> Path:
+        """Path of ``broker.json``, which records the pid, ports and bootstrap servers."""
+        return self.work_dir / STATE_FILE_NAME
+
+    @property
+    def data_dir(self) -> Path:
+        """KRaft storage directory, used for both ``log.dirs`` and the metadata log."""
+        return self.work_dir / "data"
+
+    @property
+    def log_dir(self) -> Path:
+        """Directory with ``server.log`` (log4j output) and ``console.log`` (JVM output)."""
+        return self.work_dir / "logs"
+
+    @property
+    def server_properties_path(self) -> Path:
+        """Path of the broker's ``server.properties``."""
+        return self.work_dir / "server.properties"
+
+    @property
+    def log4j_config_path(self) -> Path:
+        """Path of the broker's log4j2 configuration."""
+        return self.work_dir / "log4j2.properties"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Bootstrap servers string ``127.0.0.1:PORT``, available once ports are assigned."""
+        if self.broker_port is None:
+            raise KafkaBrokerError("the broker has no port yet: call start() first")
+        return f"{HOST}:{self.broker_port}"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running broker JVM, or None."""
+        return self._pid if self.is_running() else None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S, detach: bool = False) -> str:
+        """Start the broker, wait until it serves Metadata requests, and return its address.
+
+        The first call fetches the jars and formats the storage, and
+        ``timeout_s`` counts only from the JVM launch. With ``detach=True``
+        the JVM runs in its own session, so it outlives this Python process
+        and ignores Ctrl-C sent to the terminal.
+        """
+        if self.is_running():
+            raise KafkaBrokerError(
+                f"Kafka broker in {self.work_dir} is already running as pid {self._pid}; "
+                "call stop() first"
+            )
+
+        libs_dir = fetch_kafka(self.version)
+        java = _java_executable()
+        self._prepare_work_dir()
+        self._write_configs()
+        self._format_storage_if_needed(java, libs_dir)
+
+        command = self._broker_command(java, libs_dir)
+        logger.info(
+            "Starting Kafka %s broker on %s (controller port %d, work dir %s)",
+            self.version,
+            self.bootstrap_servers,
+            self.controller_port,
+            self.work_dir,
+        )
+        launched = time.monotonic()
+        with open(self.log_dir / "console.log", "ab") as console:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                cwd=self.work_dir,
+                start_new_session=detach,
+            )
+        self._pid = self._process.pid
+        self._detached = detach
+        self._save_state()
+        if not detach:
+            atexit.register(self._kill_at_exit)
+
+        self._wait_until_ready(launched + timeout_s, timeout_s)
+        logger.info(
+            "Kafka broker pid %d ready on %s after %.1f s",
+            self._pid,
+            self.bootstrap_servers,
+            time.monotonic() - launched,
+        )
+        return self.bootstrap_servers
+
+    def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
+        """Stop the broker with SIGTERM, then SIGKILL if it is still running after ``timeout_s``."""
+        pid = self._pid
+        if pid is None or not self._owns_pid(pid):
+            self._mark_stopped()
+            return
+
+        logger.info("Stopping Kafka broker pid %d on %s", pid, self.bootstrap_servers)
+        started = time.monotonic()
+        self._signal(pid, signal.SIGTERM)
+        if not self._wait_for_exit(pid, timeout_s):
+            logger.warning(
+                "Kafka broker pid %d did not exit %g s after SIGTERM; sending SIGKILL",
+                pid,
+                timeout_s,
+            )
+            self._signal(pid, signal.SIGKILL)
+            if not self._wait_for_exit(pid, 10.0):
+                raise KafkaBrokerError(
+                    f"Kafka broker pid {pid} is still running after SIGKILL; "
+                    f"check it with 'ps -p {pid}'"
+                )
+        logger.info("Stopped Kafka broker pid %d in %.1f s", pid, time.monotonic() - started)
+        self._mark_stopped()
+
+    def restart(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> str:
+        """Stop the broker and start it again with the same storage and ports."""
+        detach = self._detached
+        self.stop()
+        return self.start(timeout_s=timeout_s, detach=detach)
+
+    def is_running(self) -> bool:
+        """Return whether the broker JVM recorded for this work directory is alive."""
+        return self._pid is not None and self._owns_pid(self._pid)
+
+    def is_ready(self, timeout_s: float = 2.0) -> bool:
+        """Return whether the broker responds to Metadata requests and lists itself as live."""
+        if self.broker_port is None:
+            return False
+        try:
+            metadata = probe_broker(HOST, self.broker_port, timeout_s)
+        except (OSError, KafkaBrokerError):
+            return False
+        return NODE_ID in metadata.broker_ids
+
+    def log_tail(self, lines: int = 40) -> str:
+        """Return the last lines of the broker's server log and console output."""
+        return (
+            f"--- {self.log_dir / 'server.log'} (last {lines} lines) ---\n"
+            f"{_tail_file(self.log_dir / 'server.log', lines)}\n"
+            f"--- {self.log_dir / 'console.log'} (last {lines} lines) ---\n"
+            f"{_tail_file(self.log_dir / 'console.log', lines)}"
+        )
+
+    def cleanup(self) -> None:
+        """Stop the broker and delete the work directory if this object created it."""
+        self.stop()
+        if self._owns_work_dir and self._work_dir is not None:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+            self._work_dir = None
+            self.broker_port = None
+            self.controller_port = None
+            self.cluster_id = None
+
+    def __enter__(self) -> KafkaBroker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()
+
+    # -- helpers -------------------------------------------------------------
+
+    def _prepare_work_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.broker_port is None or self.controller_port is None:
+            self.broker_port, self.controller_port = _free_ports(2)
+            return
+        for port in (self.broker_port, self.controller_port):
+            if not _is_port_free(port):
+                raise KafkaBrokerError(
+                    f"port {port} on {HOST}, recorded in {self.state_path}, is in use by "
+                    "another process; stop that process, or use a new work directory "
+                    "to get new ports and empty storage"
+                )
+
+    def _write_configs(self) -> None:
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": str(NODE_ID),
+            "controller.quorum.voters": f"{NODE_ID}@{HOST}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{HOST}:{self.broker_port},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.broker_port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "log.dirs": _properties_value(str(self.data_dir)),
+            "num.partitions": "1",
+            "auto.create.topics.enable": "true",
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        lines = [f"# Generated by scripts/kafka_broker.py for Kafka {self.version}."]
+        lines += [f"{key}={value}" for key, value in settings.items()]
+        self.server_properties_path.write_text("\n".join(lines) + "\n")
+
+        server_log = _properties_value(str(self.log_dir / "server.log"))
+        self.log4j_config_path.write_text(
+            "# Generated by scripts/kafka_broker.py.\n"
+            "status = warn\n"
+            # Without log4j's own shutdown hook, the appender stays open and
+            # records the broker's shutdown sequence, which runs in Kafka's hook.
+            "shutdownHook = disable\n"
+            "appender.file.type = File\n"
+            "appender.file.name = file\n"
+            f"appender.file.fileName = {server_log}\n"
+            "appender.file.layout.type = PatternLayout\n"
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
+            "rootLogger.level = INFO\n"
+            "rootLogger.appenderRef.file.ref = file\n"
+            "logger.request.name = kafka.request.logger\n"
+            "logger.request.level = WARN\n"
+        )
+
+    def _jvm_options(self) -> list[str]:
+        # The GC options are the KAFKA_JVM_PERFORMANCE_OPTS defaults of Kafka's
+        # bin/kafka-run-class.sh.
+        return [
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.log4j_config_path}",
+            f"-Dkafka.logs.dir={self.log_dir}",
+        ]
+
+    def _broker_command(self, java: str, libs_dir: Path) -> list[str]:
+        return [
+            java,
+            *self._jvm_options(),
+            "-cp",
+            str(libs_dir / "*"),
+            BROKER_MAIN_CLASS,
+            str(self.server_properties_path),
+        ]
+
+    def _format_storage_if_needed(self, java: str, libs_dir: Path) -> None:
+        if (self.data_dir / "meta.properties").is_file():
+            return
+        if self.cluster_id is None:
+            self.cluster_id = _new_cluster_id()
+        command = [
+            java,
+            "-Xmx256m",
+            f"-Dlog4j2.configurationFile={self.log4j_config_path}",
+            "-cp",
+            str(libs_dir / "*"),
+            STORAGE_TOOL_MAIN_CLASS,
+            "format",
+            "--config",
+            str(self.server_properties_path),
+            "--cluster-id",
+            self.cluster_id,
+        ]
+        logger.info(
+            "Formatting KRaft storage in %s with cluster id %s", self.data_dir, self.cluster_id
+        )
+        try:
+            result = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=STORAGE_FORMAT_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as error:
+            raise KafkaBrokerError(
+                f"Kafka storage format timed out after {STORAGE_FORMAT_TIMEOUT_S:.0f} s "
+                f"in {self.data_dir}"
+            ) from error
+        if result.returncode != 0:
+            raise KafkaBrokerError(
+                f"Kafka storage format failed with exit code {result.returncode} in "
+                f"{self.data_dir}; delete that directory to start from empty storage. "
+                f"Command: {' '.join(command)}\n{_last_lines(result.stdout + result.stderr, 30)}"
+            )
+        self._save_state()
+
+    def _wait_until_ready(self, deadline: float, timeout_s: float) -> None:
+        last_error: str = "no probe has completed yet"
+        while True:
+            process = self._process
+            if process is not None and process.poll() is not None:
+                exit_code = process.returncode
+                self._mark_stopped()
+                raise KafkaBrokerError(
+                    f"Kafka broker exited with code {exit_code} during startup; "
+                    f"see the logs in {self.log_dir}\n{self.log_tail()}"
+                )
+            try:
+                metadata = probe_broker(HOST, self.broker_port, timeout_s=2.0)
+            except (OSError, KafkaBrokerError) as error:
+                last_error = f"{type(error).__name__}: {error}"
+            else:
+                if NODE_ID in metadata.broker_ids:
+                    return
+                last_error = (
+                    f"Metadata lists brokers {list(metadata.broker_ids)}, not node {NODE_ID}"
+                )
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.25)
+
+        self.stop(timeout_s=10.0)
+        raise KafkaBrokerError(
+            f"Kafka broker on {HOST}:{self.broker_port} was not ready {timeout_s:g} s after launch "
+            f"(last probe: {last_error}); raise the timeout or see the logs in "
+            f"{self.log_dir}\n{self.log_tail()}"
+        )
+
+    def _owns_pid(self, pid: int) -> bool:
+        """Return whether ``pid`` is alive and is this work directory's broker JVM."""
+        if self._process is not None and self._process.pid == pid:
+            return self._process.poll() is None
+        if not _is_process_alive(pid):
+            return False
+        command_line = _process_command_line(pid)
+        # Without /proc the pid cannot be checked, so it is trusted.
+        return command_line is None or str(self.server_properties_path) in command_line
+
+    def _signal(self, pid: int, signum: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    def _wait_for_exit(self, pid: int, timeout_s: float) -> bool:
+        if self._process is not None and self._process.pid == pid:
+            try:
+                self._process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        deadline = time.monotonic() + timeout_s
+        while _is_process_alive(pid):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def _mark_stopped(self) -> None:
+        self._pid = None
+        self._process = None
+        atexit.unregister(self._kill_at_exit)
+        if self._work_dir is not None and self.state_path.is_file():
+            self._save_state()
+
+    def _kill_at_exit(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            logger.warning("Killing Kafka broker pid %d left running at exit", process.pid)
+            process.kill()
+            process.wait()
+
+    def _save_state(self) -> None:
+        state = {
+            "pid": self._pid,
+            "version": self.version,
+            "node_id": NODE_ID,
+            "host": HOST,
+            "broker_port": self.broker_port,
+            "controller_port": self.controller_port,
+            "bootstrap_servers": self.bootstrap_servers if self.broker_port else None,
+            "cluster_id": self.cluster_id,
+            "work_dir": str(self.work_dir),
+        }
+        temporary = self.state_path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(state, indent=2) + "\n")
+        temporary.replace(self.state_path)
+
+    def _load_state(self) -> None:
+        try:
+            state = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as error:
+            raise KafkaBrokerError(
+                f"cannot read broker state {self.state_path}: {error}; "
+                "delete the work directory to start over"
+            ) from error
+        if state.get("version") not in (None, self.version):
+            raise KafkaBrokerError(
+                f"work directory {self.work_dir} contains storage from Kafka {state['version']}, "
+                f"not {self.version}; pass --kafka-version {state['version']} "
+                "or use a new work directory"
+            )
+        self._pid = state.get("pid")
+        self.broker_port = state.get("broker_port")
+        self.controller_port = state.get("controller_port")
+        self.cluster_id = state.get("cluster_id")
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def _command_fetch(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    libs_dir = fetch_kafka(args.kafka_version)
+    logger.info(
+        "Kafka %s jars are in %s (%.1f s)", args.kafka_version, libs_dir, time.monotonic() - started
+    )
+    print(libs_dir)
+    return 0
+
+
+def _command_start(args: argparse.Namespace) -> int:
+    broker = KafkaBroker(args.work_dir, version=args.kafka_version, heap=args.heap)
+    if broker.is_running():
+        if not broker.is_ready():
+            logger.error(
+                "Kafka broker pid %d in %s is running but not ready; run 'stop' and 'start' again",
+                broker.pid,
+                broker.work_dir,
+            )
+            return 1
+        logger.info("Kafka broker pid %d in %s is already running", broker.pid, broker.work_dir)
+    else:
+        broker.start(timeout_s=args.timeout, detach=True)
+    print(f"bootstrap.servers={broker.bootstrap_servers}")
+    return 0
+
+
+def _command_stop(args: argparse.Namespace) -> int:
+    broker = KafkaBroker(args.work_dir, version=args.kafka_version)
+    if not broker.is_running():
+        logger.info("No Kafka broker is running in %s", broker.work_dir)
+    broker.stop(timeout_s=args.timeout)
+    return 0
+
+
+def _command_status(args: argparse.Namespace) -> int:
+    broker = KafkaBroker(args.work_dir, version=args.kafka_version)
+    if not broker.is_running():
+        print("stopped")
+        return 3
+    state = "ready" if broker.is_ready() else "not-ready"
+    print(f"{state} pid={broker.pid} bootstrap.servers={broker.bootstrap_servers}")
+    return 0 if state == "ready" else 1
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Fetch, start and stop a single-node KRaft Kafka broker on 127.0.0.1.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--kafka-version",
+        default=KAFKA_VERSION,
+        help=f"version of org.apache.kafka:kafka_{SCALA_VERSION} to use (default: %(default)s)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fetch = commands.add_parser(
+        "fetch", help="download Kafka's jars into the cache and print the libs directory"
+    )
+    fetch.set_defaults(handler=_command_fetch)
+
+    start = commands.add_parser(
+        "start",
+        help="start a detached broker, wait until it is ready, "
+        "and print bootstrap.servers=HOST:PORT",
+    )
+    start.add_argument(
+        "--work-dir",
+        type=Path,
+        required=True,
+        help="directory for config, storage, logs and broker.json",
+    )
+    start.add_argument(
+        "--heap", default=DEFAULT_HEAP, help="maximum JVM heap, as for -Xmx (default: %(default)s)"
+    )
+    start.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_START_TIMEOUT_S,
+        help="seconds to wait for the broker to become ready after the JVM launches "
+        "(default: %(default)s)",
+    )
+    start.set_defaults(handler=_command_start)
+
+    stop = commands.add_parser("stop", help="stop the broker recorded in WORK_DIR/broker.json")
+    stop.add_argument("--work-dir", type=Path, required=True, help="directory passed to 'start'")
+    stop.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_STOP_TIMEOUT_S,
+        help="seconds to wait after SIGTERM before sending SIGKILL (default: %(default)s)",
+    )
+    stop.set_defaults(handler=_command_stop)
+
+    status = commands.add_parser(
+        "status",
+        help="print whether the broker is ready. Exit status: 0 if ready, "
+        "1 if running but not ready, 3 if stopped",
+    )
+    status.add_argument("--work-dir", type=Path, required=True, help="directory passed to 'start'")
+    status.set_defaults(handler=_command_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line interface and return its exit code."""
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.handler(args)
+    except (KafkaBrokerError, ValueError) as error:
+        logger.error("%s", error)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from streamml.cli import main
+
+sys.exit(main())

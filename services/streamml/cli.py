@@ -1,0 +1,174 @@
+"""The `streamml` command line: run a service, run the demo, replay a CSV, write the JSON Schemas."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from streamml.common.errors import SpecError
+
+logger = logging.getLogger("streamml")
+
+SERVICES = ("ingestion", "features", "training", "inference")
+
+
+def _kafka_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from streamml.common.settings import KafkaSettings
+
+    if args.bootstrap_servers:
+        return {"kafka": KafkaSettings(bootstrap_servers=args.bootstrap_servers)}
+    return {}
+
+
+def _run_service(args: argparse.Namespace) -> int:
+    from streamml.common import settings as settings_module
+    from streamml.common.process import configure_logging, stop_on_signals
+
+    overrides: dict[str, Any] = _kafka_overrides(args)
+    if args.spec:
+        overrides["spec"] = args.spec
+    if args.http_port is not None:
+        overrides["http_port"] = args.http_port
+    settings_class = {
+        "ingestion": settings_module.IngestionSettings,
+        "features": settings_module.FeaturesSettings,
+        "training": settings_module.TrainingSettings,
+        "inference": settings_module.InferenceSettings,
+    }[args.service]
+    try:
+        settings = settings_class(**overrides)
+    except ValidationError as error:
+        prefix = settings_class.model_config.get("env_prefix", "")
+        print(f"streamml run {args.service}: invalid settings (from flags or {prefix}* variables):\n{error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_json)
+    logger.info("starting %s: %s", args.service, settings.summary())
+    stop = stop_on_signals()
+    if args.service == "ingestion":
+        from streamml.ingestion.service import run_ingestion
+
+        run_ingestion(settings, stop)
+    elif args.service == "features":
+        from streamml.features.service import run_features
+
+        run_features(settings, stop)
+    elif args.service == "training":
+        from streamml.training.service import run_training
+
+        run_training(settings, stop)
+    else:
+        from streamml.inference.service import run_inference
+
+        run_inference(settings, stop)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from streamml.common.process import configure_logging
+    from streamml.demo.runner import run_demo
+
+    configure_logging("WARNING" if not args.verbose else "INFO")
+    summary = run_demo(
+        csv_path=args.csv,
+        spec_path=args.spec,
+        bootstrap_servers=args.bootstrap_servers,
+        summary_json=args.summary_json,
+        limit=args.limit,
+        rate=args.rate,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{summary['events']} events, {summary['predictions']} predictions, "
+        f"served accuracy {summary['prequential_accuracy']:.4f}, "
+        f"{summary['model_versions']} model versions served, {summary['duration_s']:.1f}s"
+    )
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from streamml.common.process import configure_logging
+    from streamml.common.settings import KafkaSettings
+    from streamml.common.spec import load_spec
+    from streamml.demo.cluster import produce_replay
+    from streamml.demo.replay import replay_csv
+
+    configure_logging("INFO")
+    spec = load_spec(args.spec)
+    settings = KafkaSettings(bootstrap_servers=args.bootstrap_servers) if args.bootstrap_servers else KafkaSettings()
+    rows = replay_csv(args.csv, spec, limit=args.limit)
+    count = produce_replay(settings, spec.topic("input"), (row.event for row in rows), rate=args.rate)
+    print(f"produced {count} events to {spec.topic('input')}")
+    return 0
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from streamml.common.schemas import check_schemas, write_schemas
+
+    if args.check:
+        drift = check_schemas(Path(args.out))
+        for line in drift:
+            print(line, file=sys.stderr)
+        return 1 if drift else 0
+    for path in write_schemas(Path(args.out)):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamml", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="Run one service as a process over Kafka.")
+    run.add_argument("service", choices=SERVICES)
+    run.add_argument("--spec", help="Pipeline spec YAML (or STREAMML_<SERVICE>_SPEC).")
+    run.add_argument("--bootstrap-servers", help="Kafka brokers, host:port (or STREAMML_KAFKA_BOOTSTRAP_SERVERS).")
+    run.add_argument("--http-port", type=int, help="Serve POST / on this port (or STREAMML_<SERVICE>_HTTP_PORT).")
+    run.set_defaults(func=_run_service)
+
+    demo = commands.add_parser("demo", help="Replay a dataset through all four services and report the served accuracy.")
+    demo.add_argument("--csv", help="CSV file to replay (default: the Phishing dataset shipped with river).")
+    demo.add_argument("--spec", help="Pipeline spec of the CSV (required with --csv).")
+    demo.add_argument("--bootstrap-servers", help="Run the services as processes over this Kafka instead of in memory.")
+    demo.add_argument("--summary-json", help="Write events, predictions, prequential_accuracy, model_versions and duration_s here.")
+    demo.add_argument("--limit", type=int, help="Replay only the first N rows.")
+    demo.add_argument("--rate", type=float, default=0.0, help="Events per second produced to Kafka; 0 is as fast as possible.")
+    demo.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    demo.add_argument("--verbose", action="store_true", help="Log at INFO.")
+    demo.set_defaults(func=_demo)
+
+    replay = commands.add_parser("replay", help="Produce a CSV file to the input topic as CloudEvents.")
+    replay.add_argument("--csv", required=True)
+    replay.add_argument("--spec", required=True)
+    replay.add_argument("--bootstrap-servers")
+    replay.add_argument("--limit", type=int)
+    replay.add_argument("--rate", type=float, default=0.0, help="Events per second; 0 is as fast as possible.")
+    replay.set_defaults(func=_replay)
+
+    schemas = commands.add_parser("schemas", help="Write the JSON Schemas of every payload, or check them.")
+    schemas.add_argument("--out", default="schemas", help="Folder of the schema files (default: schemas).")
+    schemas.add_argument("--check", action="store_true", help="Exit 1 when the files differ from the code.")
+    schemas.set_defaults(func=_schemas)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "csv", None) and not getattr(args, "spec", None):
+        print("streamml: --csv needs --spec, the pipeline spec that types the CSV columns", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except SpecError as error:
+        print(f"streamml: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

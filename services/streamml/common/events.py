@@ -1,0 +1,432 @@
+"""CloudEvents 1.0 construction and the Kafka and HTTP codecs.
+
+Events are the cloudevents SDK's `CloudEvent`. The wire mappings live here instead of
+in the SDK bindings, which accept what the spec forbids and fill in what the sender
+left out: the `CloudEvent` constructor invents a missing `id` and `time`, the JSON
+format reads any specversion, `dateutil` accepts times that RFC 3339 rejects, data
+that fails to parse as JSON silently becomes a string, and the Kafka binding turns
+the record key into a `partitionkey` attribute. Every decoder here applies the
+spec's MUST rules (see `cloudevent_rules`) and raises InvalidEventError otherwise.
+
+Kafka records are written in binary content mode (`ce_` headers, the data as the
+value, `partitionkey` as the key); binary and structured mode are both read. HTTP
+requests are read in binary, structured and batch mode.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.v1.event import CloudEvent
+from pydantic import BaseModel, ValidationError
+
+from streamml.common import cloudevent_rules as rules
+from streamml.common.cloudevent_rules import RuleError, show
+from streamml.common.errors import InvalidEventError
+from streamml.common.payloads import schema_uri
+
+JSON = "application/json"
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+M = TypeVar("M", bound=BaseModel)
+_ID_NAMESPACE = uuid.UUID("7a4f6b8e-2f1c-4c1e-9a51-0d6b3f1e2c90")
+_JSON_NAMES, _KAFKA_NAMES, _HTTP_NAMES = "attribute '{}'", "header ce_{}", "header ce-{}"
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """An event to produce, and the topic it goes to."""
+
+    topic: str
+    event: CloudEvent
+
+
+def derived_id(input_id: str, stage: str) -> str:
+    """Return a deterministic event id for what `stage` emits about input `input_id`.
+
+    Replays of the same input produce the same id, so consumers can deduplicate.
+    """
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{stage}\x00{input_id}"))
+
+
+def new_event(
+    *,
+    type: str,
+    source: str,
+    subject: str,
+    data: BaseModel | dict[str, Any],
+    time: datetime | None = None,
+    id: str | None = None,
+    dataschema: str | None = None,
+    extensions: Mapping[str, str] | None = None,
+) -> CloudEvent:
+    """Build a CloudEvent with JSON data and the entity as `subject` and `partitionkey`.
+
+    Raises InvalidEventError when an attribute breaks the spec (an empty or
+    control-character subject, a naive time, a bad extension name) or the data
+    holds NaN or an infinity, which JSON cannot carry.
+    """
+    attributes: dict[str, Any] = {
+        "specversion": rules.SPECVERSION,
+        "id": id or str(uuid.uuid4()),
+        "source": source,
+        "type": type,
+        "subject": subject,
+        "time": time or datetime.now(timezone.utc),
+        "datacontenttype": JSON,
+        "dataschema": dataschema or schema_uri(type),
+        "partitionkey": subject,
+    }
+    if extensions:
+        attributes.update(extensions)
+    where = f"new {type!r} event {attributes['id']!r}"
+    _check_attributes(attributes, where, _JSON_NAMES)
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    try:
+        path = rules.non_finite_path(payload)
+    except RecursionError:
+        raise InvalidEventError("invalid-data", f"{where}: data is nested too deeply; flatten it") from None
+    if path is not None:
+        location = "data" + "".join(f"[{step!r}]" for step in path)
+        raise InvalidEventError(
+            "invalid-data", f"{where}: {location} is not a finite number; JSON has no NaN or Infinity, so send null"
+        )
+    return _build(attributes, payload, where)
+
+
+def event_time(event: CloudEvent) -> datetime:
+    """Return the event's `time`, or now when it has none."""
+    value = event.get_time()
+    return value if value is not None else datetime.now(timezone.utc)
+
+
+def data_object(event: CloudEvent) -> dict[str, Any]:
+    """Return the event data as a JSON object, or raise InvalidEventError."""
+    data = event.get_data()
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidEventError(
+                "invalid-data", f"event {event.get_id()}: data is not UTF-8 ({error}); send a JSON object"
+            ) from None
+    if isinstance(data, str):
+        try:
+            data = rules.loads_json(data)
+        except RuleError as error:
+            raise InvalidEventError(
+                "invalid-data",
+                f"event {event.get_id()}: data is not usable because {error}; "
+                f"send a JSON object with datacontenttype {JSON}",
+            ) from None
+    if not isinstance(data, dict):
+        raise InvalidEventError(
+            "invalid-data",
+            f"event {event.get_id()}: data must be a JSON object, got {type(data).__name__}",
+        )
+    return data
+
+
+def parse_data(event: CloudEvent, model: type[M]) -> M:
+    """Validate the event data against a payload model, or raise InvalidEventError."""
+    try:
+        return model.model_validate(data_object(event))
+    except ValidationError as error:
+        raise InvalidEventError("invalid-data", describe_validation(event.get_id(), error)) from error
+
+
+def describe_validation(event_id: str, error: ValidationError) -> str:
+    """Render a pydantic error as one line that names each bad field and its value."""
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "data"
+        if item["type"] == "extra_forbidden":
+            parts.append(f"{location}: unknown field; remove it or declare it in the pipeline spec")
+        elif item["type"] == "missing":
+            parts.append(f"{location}: missing required field")
+        else:
+            parts.append(f"{location}: {item['msg']} (got {item.get('input')!r})")
+    return f"event {event_id}: invalid data: " + "; ".join(parts)
+
+
+# Attributes --------------------------------------------------------------------------------------
+
+
+def _invalid(where: str, message: str, reason: str = "invalid-cloudevent") -> InvalidEventError:
+    return InvalidEventError(reason, f"{where}: {message}")
+
+
+def _label(names: str, name: str) -> str:
+    if name == "datacontenttype" and names != _JSON_NAMES:
+        return "header content-type"
+    return names.format(name)
+
+
+def _check_attributes(attributes: dict[str, Any], where: str, names: str) -> None:
+    """Validate names, types and values in place; a `time` string becomes a datetime."""
+    version = attributes.get("specversion")
+    if version != rules.SPECVERSION:
+        state = "is missing" if version is None else f"is {show(version)}"
+        raise _invalid(where, f"{_label(names, 'specversion')} {state}; this codec reads CloudEvents 1.0, so send \"1.0\"")
+    for name in rules.REQUIRED:
+        if name not in attributes:
+            raise _invalid(where, f"required {_label(names, name)} is missing; send id, source, specversion and type")
+    for name, value in attributes.items():
+        if not rules.is_attribute_name(name):
+            raise _invalid(where, f"{_label(names, name)} has an invalid name: {rules.name_fix(name)}")
+        try:
+            attributes[name] = rules.check_attribute(name, value)
+        except RuleError as error:
+            raise _invalid(where, f"{_label(names, name)} {error}") from None
+
+
+def _build(attributes: dict[str, Any], data: Any, where: str) -> CloudEvent:
+    had_time = "time" in attributes
+    try:
+        event = CloudEvent(attributes, data)
+    except BaseCloudEventException as error:
+        raise _invalid(where, f"the cloudevents SDK rejected the event ({error})") from None
+    if not had_time:
+        # The constructor sets a missing `time` to now; the sender set none.
+        del event.get_attributes()["time"]
+    return event
+
+
+# Data --------------------------------------------------------------------------------------------
+
+
+def _data_bytes(event: CloudEvent) -> tuple[str | None, bytes]:
+    try:
+        return rules.encode_data(event.get_data(), event.get_datacontenttype())
+    except RuleError as error:
+        raise InvalidEventError("invalid-data", f"event {event.get_id()}: cannot encode data: {error}") from None
+
+
+def _read_data(body: bytes, content_type: str | None, where: str) -> Any:
+    try:
+        return rules.decode_data(body, content_type)
+    except RuleError as error:
+        raise _invalid(where, f"the data is declared {content_type} but {error}; send valid JSON", "invalid-data") from None
+
+
+# JSON format -------------------------------------------------------------------------------------
+
+
+def _read_structured(body: bytes, content_type: str, where: str, batch_allowed: bool) -> tuple[bool, Any]:
+    """Parse a structured or batch body; return whether it is a batch, and the JSON document."""
+    try:
+        media = rules.parse_media_type(content_type.strip())
+    except RuleError as error:
+        raise _invalid(where, f"content-type {error}") from None
+    is_batch = media.essence.startswith("application/cloudevents-batch")
+    expected = BATCH if is_batch and batch_allowed else STRUCTURED
+    if media.essence != expected:
+        raise _invalid(where, f"content-type {content_type!r} is an event format this codec cannot read; send {expected}")
+    if not media.is_utf8:
+        raise _invalid(where, f"content-type {content_type!r} declares charset {media.charset}; JSON MUST be UTF-8")
+    try:
+        return is_batch, rules.loads_json(bytes(body).decode("utf-8"))
+    except UnicodeDecodeError as error:
+        problem = f"the body is not UTF-8 ({error})"
+    except RuleError as error:
+        problem = f"the body is unusable because {error}"
+    raise _invalid(where, f"{problem}; send UTF-8 JSON", "invalid-batch" if is_batch else "invalid-cloudevent")
+
+
+def _event_from_json(item: Any, where: str) -> CloudEvent:
+    if not isinstance(item, dict):
+        raise _invalid(where, f"the event is a JSON {type(item).__name__}, not an object; send each event as a JSON object")
+    # A null attribute is the same as an absent one (JSON format §2.2).
+    attributes = {name: value for name, value in item.items() if value is not None}
+    attributes.pop("data", None)
+    encoded = attributes.pop("data_base64", None)
+    if encoded is not None and "data" in item:
+        raise _invalid(where, "the event has both data and data_base64; send binary data in data_base64 and anything else in data")
+    _check_attributes(attributes, where, _JSON_NAMES)
+    if encoded is None:
+        return _build(attributes, item.get("data"), where)
+    try:
+        if not isinstance(encoded, str):
+            raise ValueError(f"it is a {type(encoded).__name__}")
+        data = base64.b64decode(encoded, validate=True)
+    except (ValueError, binascii.Error) as error:
+        raise _invalid(where, f"data_base64 is not RFC 4648 base64 ({error}); send a base64 string", "invalid-data") from None
+    return _build(attributes, data, where)
+
+
+def _structured_bytes(event: CloudEvent) -> bytes:
+    try:
+        members = rules.json_members(event.get_attributes(), event.get_data(), event.get_datacontenttype())
+        return rules.dumps_json(members)
+    except RuleError as error:
+        raise InvalidEventError("invalid-data", f"event {event.get_id()}: cannot encode the event: {error}") from None
+
+
+# Kafka -------------------------------------------------------------------------------------------
+
+KafkaHeaders = list[tuple[str, bytes]]
+
+
+def to_kafka(event: CloudEvent) -> tuple[bytes | None, bytes, KafkaHeaders]:
+    """Encode an event as a binary-mode Kafka record: (key, value, headers).
+
+    The key is the `partitionkey` attribute, which also stays in the headers (Kafka binding §3.1).
+    """
+    content_type, value = _data_bytes(event)
+    headers: KafkaHeaders = []
+    try:
+        for name, attribute in event.get_attributes().items():
+            if attribute is not None and name != "datacontenttype":
+                headers.append(("ce_" + name, rules.canonical_string(attribute).encode("utf-8")))
+        if content_type is not None:
+            headers.append(("content-type", content_type.encode("utf-8")))
+        partition_key = event.get_extension("partitionkey")
+        key = rules.canonical_string(partition_key).encode("utf-8") if partition_key is not None else None
+    except (RuleError, UnicodeEncodeError) as error:
+        raise InvalidEventError("invalid-cloudevent", f"event {event.get_id()}: cannot encode headers: {error}") from None
+    return key, value, headers
+
+
+def _header_text(name: str, raw: Any, where: str) -> str:
+    if isinstance(raw, bytes):
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise _invalid(where, f"header {name} is not UTF-8 ({error}); Kafka header values MUST be UTF-8") from None
+    if isinstance(raw, str):
+        return raw
+    raise _invalid(where, f"header {name} has no value; send the attribute's string form or drop the header")
+
+
+def from_kafka(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Iterable[tuple[str, bytes | None]] | None,
+    where: str = "record",
+) -> CloudEvent:
+    """Decode a Kafka record in binary or structured mode, or raise InvalidEventError.
+
+    `where` names the record in errors, for example `topic[0]@42`. The key is not
+    read: the event is what the value and headers carry (Kafka binding §3.1).
+    """
+    if value is None:
+        raise _invalid(where, "tombstone (null value) is not an event; produce CloudEvents with a value")
+    attributes: dict[str, Any] = {}
+    content_type: str | None = None
+    for name, raw in headers or ():
+        lowered = name.lower() if isinstance(name, str) else ""
+        if lowered.startswith("ce_"):
+            attribute = name[3:]
+            if not name.startswith("ce_") or not rules.is_attribute_name(attribute):
+                raise _invalid(where, f"header {name} names an invalid attribute: {rules.name_fix(attribute)}")
+            if attribute in attributes:
+                raise _invalid(where, f"header {name} appears twice; send each attribute once")
+            attributes[attribute] = _header_text(name, raw, where)
+        elif lowered == "content-type":
+            content_type = _header_text(name, raw, where).strip()
+    if content_type is not None and content_type[:23].lower() == "application/cloudevents":
+        return _event_from_json(_read_structured(value, content_type, where, batch_allowed=False)[1], where)
+    if "specversion" not in attributes:
+        raise _invalid(
+            where,
+            f"no ce_specversion header and no content-type {STRUCTURED}; "
+            "produce CloudEvents in binary mode (ce_ headers) or structured mode",
+        )
+    return _binary_event(attributes, content_type, value, where, _KAFKA_NAMES)
+
+
+def _binary_event(attributes: dict[str, Any], content_type: str | None, body: bytes, where: str, names: str) -> CloudEvent:
+    for reserved in ("datacontenttype", "data"):
+        if reserved in attributes:
+            raise _invalid(where, f"{names.format(reserved)} is not allowed in binary mode; send it as content-type or the body")
+    if content_type is not None:
+        attributes["datacontenttype"] = content_type
+    _check_attributes(attributes, where, names)
+    return _build(attributes, _read_data(body, content_type, where), where)
+
+
+# HTTP --------------------------------------------------------------------------------------------
+
+
+def from_http(headers: Mapping[str, str], body: bytes, where: str = "request") -> list[CloudEvent]:
+    """Decode an HTTP request in binary, structured or batch mode into events.
+
+    Header values of binary mode are percent-decoded (HTTP binding §3.1.3.2). A batch
+    may be empty; it is all or nothing, and errors name the first bad event.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    body = body or b""
+    content_type = lowered.get("content-type")
+    if content_type is not None and not isinstance(content_type, str):
+        raise _invalid(where, "header content-type is not text; send a media type such as application/json")
+    if content_type is not None and content_type.lstrip()[:23].lower() == "application/cloudevents":
+        is_batch, document = _read_structured(body, content_type, where, batch_allowed=True)
+        return _batch_events(document, where) if is_batch else [_event_from_json(document, where)]
+    if "ce-specversion" not in lowered:
+        raise _invalid(
+            where,
+            f"no ce-specversion header and content-type is {content_type or 'missing'!r}; "
+            f"send binary mode (ce-* headers), structured mode ({STRUCTURED}) or a batch ({BATCH})",
+        )
+    attributes: dict[str, Any] = {}
+    for name, value in lowered.items():
+        if not name.startswith("ce-"):
+            continue
+        attribute = name[3:]
+        if not rules.is_attribute_name(attribute):
+            raise _invalid(where, f"header {name} names an invalid attribute: {rules.name_fix(attribute)}")
+        if not isinstance(value, str):
+            raise _invalid(where, f"header {name} is not text; send a percent-encoded string")
+        try:
+            attributes[attribute] = rules.percent_decode(value)
+        except RuleError as error:
+            raise _invalid(where, f"header {name} {error}") from None
+    return [_binary_event(attributes, content_type and content_type.strip(), body, where, _HTTP_NAMES)]
+
+
+def _batch_events(document: Any, where: str) -> list[CloudEvent]:
+    if not isinstance(document, list):
+        raise _invalid(where, f"a batch is a JSON array of events, got a {type(document).__name__}", "invalid-batch")
+    versions: dict[str, int] = {}
+    for index, item in enumerate(document):
+        if not isinstance(item, dict):
+            raise _invalid(where, f"batch item {index} is a {type(item).__name__}, not a JSON object", "invalid-batch")
+        versions.setdefault(show(item.get("specversion")), index)
+    if len(versions) > 1:
+        found = ", ".join(f"{version} (item {index})" for version, index in versions.items())
+        raise _invalid(where, f"the batch mixes specversions {found}; all events in a batch MUST share one", "invalid-batch")
+    return [_event_from_json(item, f"{where} batch item {index}") for index, item in enumerate(document)]
+
+
+def to_http_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """Encode an event as binary-mode HTTP headers, percent-encoded, and body."""
+    content_type, body = _data_bytes(event)
+    headers: dict[str, str] = {}
+    try:
+        for name, value in event.get_attributes().items():
+            if value is not None and name != "datacontenttype":
+                headers["ce-" + name] = rules.percent_encode(rules.canonical_string(value))
+        if content_type is not None:
+            rules.parse_media_type(content_type)
+            headers["content-type"] = content_type
+    except RuleError as error:
+        raise InvalidEventError("invalid-cloudevent", f"event {event.get_id()}: cannot encode headers: {error}") from None
+    return headers, body
+
+
+def to_http_structured(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """Encode an event as a structured-mode HTTP body."""
+    return {"content-type": STRUCTURED}, _structured_bytes(event)
+
+
+def to_structured_json(event: CloudEvent) -> dict[str, Any]:
+    """Return the structured JSON form of an event, for batches and logs."""
+    return json.loads(_structured_bytes(event))

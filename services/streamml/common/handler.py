@@ -1,0 +1,49 @@
+"""The transport-free core of every service: a handler from CloudEvents to CloudEvents.
+
+Adapters (Kafka pull, HTTP push, the in-memory bus) feed events to a handler and
+deliver what it returns. A handler never sees a topic, a socket or an offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from cloudevents.core.v1.event import CloudEvent
+
+from streamml.common.errors import InvalidEventError
+from streamml.common.events import Output
+
+# One entry per input event: its outputs, or the reason it goes to the dead-letter topic.
+BatchResult = list["list[Output] | InvalidEventError"]
+
+
+class EventHandler:
+    """Base class of the four service handlers.
+
+    Subclasses implement `handle`; `handle_batch` may be overridden to process a
+    micro-batch at once (inference does). `tick` runs time-based work, such as a
+    training cadence in seconds, and is called by adapters about once a second.
+    """
+
+    #: CloudEvent `source` of everything this handler emits.
+    source: str = "io.streamml"
+
+    def handle(self, event: CloudEvent) -> list[Output]:
+        raise NotImplementedError
+
+    def handle_batch(self, events: Sequence[CloudEvent]) -> BatchResult:
+        results: BatchResult = []
+        for event in events:
+            try:
+                results.append(self.handle(event))
+            except InvalidEventError as error:
+                results.append(error)
+        return results
+
+    def tick(self, now: datetime) -> list[Output]:
+        return []
+
+    def ready(self) -> bool:
+        """Return whether the handler can serve requests (inference: a model is loaded)."""
+        return True

@@ -1,0 +1,141 @@
+"""The HTTP push adapter: CloudEvents in over `POST /`, for direct clients and Knative KafkaSources.
+
+- `POST /` takes binary, structured or batch mode. The reply comes only after every
+  output is acknowledged by Kafka: 202 with no body, or, for services that reply,
+  200 with the output event in the request's content mode (a JSON array for a batch).
+- A bad event gets 400 and a dead-letter record; it is not worth retrying.
+- A handler that cannot serve yet or a Kafka failure gets 503 with `Retry-After`.
+- `GET /healthz` is liveness; `GET /readyz` is readiness.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+
+from cloudevents.core.v1.event import CloudEvent
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from streamml.common.deadletter import dead_letter_output
+from streamml.common.errors import InvalidEventError, RetriableError
+from streamml.common.events import BATCH, STRUCTURED, Output, from_http, to_http_binary, to_http_structured, to_structured_json
+from streamml.common.handler import EventHandler
+from streamml.common.kafka import Emitter
+
+logger = logging.getLogger(__name__)
+
+
+def _request_id(request: Request) -> str:
+    return request.headers.get("x-request-id") or request.headers.get("ce-id") or str(uuid.uuid4())
+
+
+def build_http_app(
+    handler: EventHandler,
+    *,
+    service: str,
+    emitter: Emitter,
+    dead_letter_topic: str,
+    max_body_bytes: int = 1024 * 1024,
+    reply_topic: str | None = None,
+    is_ready: Callable[[], bool] | None = None,
+    delivery_timeout_s: float = 30.0,
+) -> Starlette:
+    """Build the ASGI app of one service.
+
+    With `reply_topic` set, the outputs for that topic are also returned in the
+    response body (inference answers a CloudEvent with its prediction).
+    """
+
+    def dead_letter(error: InvalidEventError, body: bytes, headers: dict[str, str], request_id: str) -> None:
+        output = dead_letter_output(
+            topic=dead_letter_topic,
+            service=service,
+            error=error,
+            value=body,
+            headers=[(name, value.encode("utf-8", errors="replace")) for name, value in headers.items()],
+            http_request_id=request_id,
+            event_id=headers.get("ce-id"),
+        )
+        emitter.wait(emitter.send_all([output]), timeout_s=delivery_timeout_s)
+
+    def process(events: list[CloudEvent]) -> list[Output]:
+        outputs: list[Output] = []
+        for result in handler.handle_batch(events):
+            if isinstance(result, InvalidEventError):
+                raise result
+            outputs.extend(result)
+        emitter.wait(emitter.send_all(outputs), timeout_s=delivery_timeout_s)
+        return outputs
+
+    async def receive(request: Request) -> Response:
+        request_id = _request_id(request)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            return _error(413, "body-too-large", f"body of {declared} bytes is over the limit of {max_body_bytes}; split it into smaller batches", request_id)
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > max_body_bytes:
+                return _error(413, "body-too-large", f"body is over the limit of {max_body_bytes} bytes; split it into smaller batches", request_id)
+        try:
+            events = from_http(headers, bytes(body), where=f"HTTP request {request_id}")
+            outputs = await run_in_threadpool(process, events)
+        except InvalidEventError as error:
+            try:
+                await run_in_threadpool(dead_letter, error, bytes(body), headers, request_id)
+            except RetriableError as retriable:
+                return _unavailable(retriable, request_id)
+            return _error(400, error.reason, error.message, request_id)
+        except RetriableError as error:
+            return _unavailable(error, request_id)
+        if reply_topic is None:
+            return Response(status_code=202, headers={"x-request-id": request_id})
+        replies = [output.event for output in outputs if output.topic == reply_topic]
+        return _reply(replies, headers.get("content-type", ""), request_id)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(request: Request) -> Response:
+        ready = handler.ready() and (is_ready() if is_ready is not None else True)
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    return Starlette(
+        routes=[
+            Route("/", receive, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ]
+    )
+
+
+def _reply(events: list[CloudEvent], request_content_type: str, request_id: str) -> Response:
+    content_type = request_content_type.split(";")[0].strip().lower()
+    if content_type == BATCH or len(events) != 1:
+        body = json.dumps([to_structured_json(event) for event in events]).encode()
+        return Response(body, status_code=200, media_type=BATCH, headers={"x-request-id": request_id})
+    if content_type == STRUCTURED:
+        headers, body = to_http_structured(events[0])
+    else:
+        headers, body = to_http_binary(events[0])
+    headers["x-request-id"] = request_id
+    return Response(body, status_code=200, headers=headers)
+
+
+def _error(status: int, reason: str, message: str, request_id: str) -> Response:
+    logger.warning("HTTP request %s rejected with %d: %s", request_id, status, message)
+    return JSONResponse({"error": reason, "message": message, "request_id": request_id}, status_code=status)
+
+
+def _unavailable(error: RetriableError, request_id: str) -> Response:
+    logger.warning("HTTP request %s answered 503: %s", request_id, error)
+    response = _error(503, "unavailable", str(error), request_id)
+    response.headers["retry-after"] = str(max(1, round(error.retry_after_s)))
+    return response

@@ -1,0 +1,277 @@
+"""The Kafka pull adapter: consume a micro-batch, run the handler, produce, then commit.
+
+Offsets are committed only after every output of the batch, dead letters included,
+is acknowledged by the brokers, so a crash replays the batch (at-least-once).
+Outputs carry deterministic CloudEvent ids, so replays can be deduplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from datetime import datetime, timezone
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from streamml.common.deadletter import dead_letter_output
+from streamml.common.errors import InvalidEventError, RetriableError
+from streamml.common.events import Output, from_kafka, to_kafka
+from streamml.common.handler import EventHandler
+from streamml.common.settings import KafkaSettings
+
+logger = logging.getLogger(__name__)
+
+
+def where(message: Message) -> str:
+    return f"{message.topic()}[{message.partition()}]@{message.offset()}"
+
+
+class DeliveryError(RetriableError):
+    """The brokers did not acknowledge a produced record."""
+
+
+class Emitter:
+    """A confluent-kafka producer whose sends return futures resolved on acknowledgement.
+
+    A background thread serves delivery callbacks, so HTTP handlers can wait on
+    their own records while the pull loop flushes its batches.
+    """
+
+    def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
+        config = settings.client_config() | {
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+        config.update(overrides)
+        self._producer = Producer(config)
+        self._closing = threading.Event()
+        self._poller = threading.Thread(target=self._serve_callbacks, name="kafka-delivery", daemon=True)
+        self._poller.start()
+
+    def _serve_callbacks(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(0.05)
+
+    def send(self, output: Output) -> Future[Message]:
+        future: Future[Message] = Future()
+
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                future.set_exception(DeliveryError(f"delivery to {output.topic} failed: {error}"))
+            else:
+                future.set_result(message)
+
+        key, value, headers = to_kafka(output.event)
+        while True:
+            try:
+                self._producer.produce(output.topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                return future
+            except BufferError:
+                # The local queue is full: wait for acknowledgements to free space.
+                self._producer.poll(0.05)
+
+    def send_all(self, outputs: Sequence[Output]) -> list[Future[Message]]:
+        return [self.send(output) for output in outputs]
+
+    def wait(self, futures: Sequence[Future[Message]], timeout_s: float = 30.0) -> None:
+        """Block until every future is acknowledged; raise DeliveryError on the first failure."""
+        deadline = time.monotonic() + timeout_s
+        self._producer.flush(timeout_s)
+        for future in futures:
+            remaining = max(0.0, deadline - time.monotonic())
+            try:
+                future.result(timeout=remaining)
+            except TimeoutError as error:
+                raise DeliveryError(f"no acknowledgement from the brokers within {timeout_s:.0f}s") from error
+
+    def connected(self) -> bool:
+        try:
+            self._producer.list_topics(timeout=2.0)
+        except KafkaException:
+            return False
+        return True
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        if remaining:
+            logger.error("%d records were not acknowledged before shutdown", remaining)
+        self._closing.set()
+        self._poller.join(timeout=1.0)
+
+
+def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    config = settings.client_config() | {
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "enable.partition.eof": False,
+    }
+    config.update(overrides)
+    return config
+
+
+class PullRunner:
+    """Runs a handler over Kafka topics in micro-batches until `stop` is set."""
+
+    def __init__(
+        self,
+        handler: EventHandler,
+        *,
+        service: str,
+        settings: KafkaSettings,
+        group_id: str,
+        topics: Sequence[str],
+        dead_letter_topic: str,
+        emitter: Emitter,
+        batch_size: int = 500,
+        batch_timeout_s: float = 0.02,
+        before_batch: Callable[[], None] | None = None,
+        on_outputs: Callable[[list[Output]], None] | None = None,
+    ) -> None:
+        self.handler = handler
+        self.service = service
+        self.topics = list(topics)
+        self.dead_letter_topic = dead_letter_topic
+        self.emitter = emitter
+        self.batch_size = batch_size
+        self.batch_timeout_s = batch_timeout_s
+        self.before_batch = before_batch
+        self.on_outputs = on_outputs
+        self.consumer = Consumer(consumer_config(settings, group_id))
+        self.processed = 0
+        self.dead_lettered = 0
+        self._last_tick = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        logger.info("%s consuming %s", self.service, ", ".join(self.topics))
+        try:
+            while not stop.is_set():
+                if self.before_batch is not None:
+                    self.before_batch()
+                messages = self.consumer.consume(num_messages=self.batch_size, timeout=self.batch_timeout_s)
+                self._process(messages)
+        finally:
+            self.consumer.close()
+            logger.info("%s stopped after %d records (%d dead-lettered)", self.service, self.processed, self.dead_lettered)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.debug("assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.debug("revoked %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+
+    def _process(self, messages: list[Message]) -> None:
+        outputs: list[Output] = []
+        decoded = []
+        decoded_messages: list[Message] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if error.fatal():
+                    raise KafkaException(error)
+                logger.warning("consumer error on %s: %s", self.topics, error)
+                continue
+            try:
+                event = from_kafka(message.key(), message.value(), message.headers(), where=where(message))
+            except InvalidEventError as invalid:
+                outputs.append(self._dead_letter(message, invalid, None))
+                continue
+            decoded.append(event)
+            decoded_messages.append(message)
+        if decoded:
+            try:
+                results = self.handler.handle_batch(decoded)
+            except RetriableError as error:
+                logger.warning("%s; retrying the batch in %.1fs", error, error.retry_after_s)
+                self._rewind(messages)
+                time.sleep(error.retry_after_s)
+                return
+            for message, event, result in zip(decoded_messages, decoded, results):
+                if isinstance(result, InvalidEventError):
+                    outputs.append(self._dead_letter(message, result, event.get_id()))
+                else:
+                    outputs.extend(result)
+        now = time.monotonic()
+        if now - self._last_tick >= 1.0:
+            self._last_tick = now
+            outputs.extend(self.handler.tick(datetime.now(timezone.utc)))
+        if not messages and not outputs:
+            return
+        try:
+            self.emitter.wait(self.emitter.send_all(outputs))
+        except RetriableError as error:
+            logger.error("%s; rewinding %d records to retry", error, len(messages))
+            self._rewind(messages)
+            time.sleep(error.retry_after_s)
+            return
+        if self.on_outputs is not None:
+            self.on_outputs(outputs)
+        if messages:
+            self.consumer.commit(asynchronous=False)
+        self.processed += len(messages)
+
+    def _dead_letter(self, message: Message, error: InvalidEventError, event_id: str | None) -> Output:
+        self.dead_lettered += 1
+        return dead_letter_output(
+            topic=self.dead_letter_topic,
+            service=self.service,
+            error=error,
+            value=message.value(),
+            key=message.key(),
+            headers=message.headers(),
+            origin_topic=message.topic(),
+            origin_partition=message.partition(),
+            origin_offset=message.offset(),
+            event_id=event_id,
+        )
+
+    def _rewind(self, messages: list[Message]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for message in messages:
+            if message.error() is None:
+                key = (message.topic(), message.partition())
+                first[key] = min(first.get(key, message.offset()), message.offset())
+        for (topic, partition), offset in first.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+
+
+def read_compacted(settings: KafkaSettings, topic: str, timeout_s: float = 10.0) -> list[Message]:
+    """Read a topic from the beginning to its current end, outside any consumer group."""
+    consumer = Consumer(consumer_config(settings, group_id="streamml-reader", **{"enable.auto.offset.store": False}))
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            return []
+        partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in described.partitions]
+        ends = {}
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(partition, timeout=timeout_s)
+            if high > low:
+                ends[partition.partition] = high
+        if not ends:
+            return []
+        consumer.assign([p for p in partitions if p.partition in ends])
+        messages: list[Message] = []
+        deadline = time.monotonic() + timeout_s
+        done: set[int] = set()
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=500, timeout=0.2):
+                if message.error() is not None:
+                    continue
+                messages.append(message)
+                if message.offset() + 1 >= ends[message.partition()]:
+                    done.add(message.partition())
+        return messages
+    finally:
+        consumer.close()

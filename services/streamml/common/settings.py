@@ -1,0 +1,88 @@
+"""Service settings from the command line and environment (pydantic-settings, one prefix per service)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """Kafka client settings shared by every service (prefix `STREAMML_KAFKA_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMML_KAFKA_", frozen=True, extra="forbid")
+
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", description="host:port[,host:port…] of the brokers.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    client_id: str = "streamml"
+
+    def client_config(self) -> dict[str, Any]:
+        """Return the librdkafka settings shared by producers, consumers and admin clients."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "client.id": self.client_id,
+        }
+        if self.sasl_mechanism:
+            config["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            config["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            config["ssl.ca.location"] = self.ssl_ca_location
+        return config
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has; each service reads them under its own prefix."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
+    spec: Path = Field(description="Path of the pipeline spec YAML.")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+    batch_size: int = Field(default=500, gt=0, le=100_000, description="Most records consumed per poll.")
+    batch_timeout_ms: int = Field(default=20, ge=0, le=60_000, description="Longest wait to fill a batch, in ms.")
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(default=None, ge=0, le=65535, description="Port of the HTTP face; unset: no HTTP.")
+    group_id: str | None = Field(default=None, description="Consumer group; default streamml-<service>-<pipeline>.")
+
+    def summary(self) -> str:
+        """Return the effective settings as one line, secrets hidden."""
+        return " ".join(f"{key}={value}" for key, value in self.model_dump().items())
+
+
+class IngestionSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMML_INGESTION_", frozen=True, extra="forbid")
+
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest accepted HTTP body, in bytes.")
+
+
+class FeaturesSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMML_FEATURES_", frozen=True, extra="forbid")
+
+    data_dir: Path = Field(default=Path(".streamml/features"), description="faust's working directory.")
+    partitions: int = Field(default=1, gt=0, description="Partition count of the raw topic; the state table matches it.")
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+
+
+class TrainingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMML_TRAINING_", frozen=True, extra="forbid")
+
+    model_dir: Path = Field(default=Path(".streamml/models"), description="Where models too big to inline are written.")
+
+
+class InferenceSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMML_INFERENCE_", frozen=True, extra="forbid")
+
+    provider: Literal["auto", "cuda", "cpu"] = "auto"
+    intra_op_threads: int = Field(default=1, gt=0, le=256)
+    model_wait_s: float = Field(default=30.0, ge=0, description="How long an HTTP request waits for a first model.")

@@ -1,0 +1,397 @@
+"""Run the features service as a faust-streaming app.
+
+This is the only module in streamml that imports faust. Everything faust does
+for the service stays here: the consumer group, the per-entity state table and
+its changelog topic, offset commits and the worker's signal handling. The
+feature logic is `FeaturesHandler`, which knows nothing about faust, so the
+stream processor can be replaced without touching it.
+
+Per record of the raw topic (keyed by entity, so one entity lives in one partition):
+
+1. decode the record as a CloudEvent (binary or structured mode);
+2. run `FeaturesHandler.handle`, which reads and writes the entity's state in
+   the `entity-state` table. faust mirrors every write to the changelog topic
+   `<app id>-entity-state-changelog`, in the partition of the raw record, and
+   replays that topic into memory when a worker gets the partition;
+3. produce the feature vector and the label, or, for an invalid record, a
+   dead-letter event that keeps the original key, value and headers;
+4. acknowledge the record to faust once the broker has acknowledged every
+   event produced for it. faust commits, per partition, the offset below which
+   every record is acknowledged, and flushes its producer first, so an offset
+   never commits ahead of its outputs or its state (at-least-once).
+
+A clean stop (SIGTERM or SIGINT) waits for every record in flight, commits,
+and repeats nothing. A worker that dies without one replays the records after
+its last commit against state that already includes them, so their windows
+count them twice; only transactions would close that gap, and faust 0.15.3
+does not put the produced events into them (see `FeaturesAppSettings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from streamml.common.deadletter import dead_letter_output
+from streamml.common.errors import InvalidEventError, SpecError
+from streamml.common.events import Output, from_kafka, to_kafka
+from streamml.common.spec import PipelineSpec, load_spec
+from streamml.features.handler import FeaturesHandler
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "features"
+STATE_TABLE = "entity-state"
+AGENT_NAME = "features"
+STATS_INTERVAL_S = 60.0
+_LOGLEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+@dataclass(frozen=True, slots=True)
+class FeaturesAppSettings:
+    """Deployment settings of the features service; the pipeline spec holds the rest.
+
+    `partitions` must equal the partition count of the raw topic: the state
+    table's changelog is co-partitioned with it, and faust refuses to write
+    state when the two differ.
+
+    Only `at_least_once` is accepted. faust 0.15.3's `exactly_once` mode does
+    run against this aiokafka and broker, but it puts only the changelog and the
+    input offsets into Kafka transactions: `TransactionManager.send` picks the
+    transactional producer from the partition of the destination topic as the
+    consumer's metadata knows it, which is unknown for topics the app does not
+    consume, so feature, label and dead-letter events go out through the plain
+    producer, outside any transaction.
+    """
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    app_id: str | None = None
+    data_dir: Path = Path(".streamml/features")
+    partitions: int = 1
+    replication_factor: int = 1
+    processing_guarantee: str = "at_least_once"
+    commit_interval_s: float = 1.0
+    producer_linger_s: float = 0.005
+    loglevel: str = "INFO"
+
+    def __post_init__(self) -> None:
+        servers = self.broker_urls
+        if not servers or any(":" not in server.removeprefix("kafka://") for server in servers):
+            raise ValueError(
+                f"bootstrap_servers {self.bootstrap_servers!r} is not a host:port list; "
+                "write it as 127.0.0.1:9092 or host1:9092,host2:9092"
+            )
+        if self.partitions < 1:
+            raise ValueError(f"partitions is {self.partitions}: set it to the partition count of the raw topic")
+        if self.replication_factor < 1:
+            raise ValueError(f"replication_factor is {self.replication_factor}: set it to 1 or more")
+        if self.processing_guarantee != "at_least_once":
+            raise ValueError(
+                f"processing_guarantee {self.processing_guarantee!r} is not supported: use at_least_once. "
+                "faust 0.15.3 sends feature, label and dead-letter events outside its transactions, "
+                "so exactly_once would not hold for them"
+            )
+        if self.commit_interval_s <= 0:
+            raise ValueError(f"commit_interval_s is {self.commit_interval_s}: set a positive number of seconds")
+        if not 0 <= self.producer_linger_s <= 1:
+            raise ValueError(f"producer_linger_s is {self.producer_linger_s}: set it between 0 and 1 second")
+        if self.loglevel.upper() not in _LOGLEVELS:
+            raise ValueError(f"loglevel {self.loglevel!r} is not a level: use one of {list(_LOGLEVELS)}")
+
+    @property
+    def broker_urls(self) -> list[str]:
+        return [f"kafka://{server.strip()}" for server in self.bootstrap_servers.split(",") if server.strip()]
+
+    def resolved_app_id(self, spec: PipelineSpec) -> str:
+        """Return the faust app id, which is also the Kafka consumer group."""
+        return self.app_id or f"streamml-features-{spec.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """The position of one raw record, as `topic[partition]@offset`."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+class FeaturesProcessor:
+    """Feeds raw records through `FeaturesHandler` and produces what it returns.
+
+    One instance serves the app's single agent. A record is acknowledged to
+    faust only when the broker has acknowledged every event produced for it;
+    a record the broker refuses stops the worker with its offset uncommitted.
+    """
+
+    def __init__(self, app: faust.App, spec: PipelineSpec, store: faust.Table) -> None:
+        self.app = app
+        self.handler = FeaturesHandler(spec, store)
+        self.dead_letter_topic = spec.topic("dead_letter")
+        self._topics: dict[str, faust.TopicT] = {}
+        self._next_offset: dict[tuple[str, int], int] = {}
+        self._in_flight: dict[_Origin, asyncio.Future] = {}
+        self.processed = 0
+        self.dead_lettered = 0
+        self.redelivered = 0
+
+    async def process(self, stream: faust.StreamT) -> None:
+        """Consume the raw topic until the worker stops; crash the app on an unexpected error."""
+        async for event in stream.noack().events():
+            message = event.message
+            origin = _Origin(message.topic, message.partition, message.offset)
+            if self._skip_redelivery(event, origin):
+                continue
+            headers = list(message.headers or ())
+            try:
+                outputs, event_id = self._outputs_for(message.key, message.value, headers, origin)
+            except Exception as error:
+                logger.error(
+                    "%s event %s: the features handler failed (%r); stopping the worker with the "
+                    "offset uncommitted. Fix the handler, or move the record off the topic, then restart",
+                    origin,
+                    _header_id(headers),
+                    error,
+                )
+                await self.app.crash(error)
+                return
+            deliveries = [await self._send(output) for output in outputs]
+            self._ack_when_delivered(event, deliveries, origin, event_id)
+            self.processed += 1
+
+    def _skip_redelivery(self, event: faust.EventT, origin: _Origin) -> bool:
+        """Return whether this worker already processed the record, acking the copy if so.
+
+        After table recovery faust seeks the raw partitions back to their
+        committed offsets while its fetcher is already running, so records
+        fetched in between arrive twice. Their effect is in the table already.
+        """
+        partition = (origin.topic, origin.partition)
+        next_offset = self._next_offset.get(partition)
+        if next_offset is None or origin.offset >= next_offset:
+            self._next_offset[partition] = origin.offset + 1
+            return False
+        logger.debug("%s: skipping a second delivery of a record this worker already processed", origin)
+        self.redelivered += 1
+        original = self._in_flight.get(origin)
+        if original is None:
+            event.ack()
+        else:
+            original.add_done_callback(partial(_ack_if_delivered, event))
+        return True
+
+    def _outputs_for(
+        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, Any]], origin: _Origin
+    ) -> tuple[list[Output], str | None]:
+        event_id = _header_id(headers)
+        try:
+            cloudevent = from_kafka(key, value, headers, where=str(origin))
+            event_id = cloudevent.get_id()
+            return self.handler.handle(cloudevent), event_id
+        except InvalidEventError as error:
+            self.dead_lettered += 1
+            letter = dead_letter_output(
+                topic=self.dead_letter_topic,
+                service=SERVICE,
+                error=error,
+                value=value,
+                key=key,
+                headers=headers,
+                origin_topic=origin.topic,
+                origin_partition=origin.partition,
+                origin_offset=origin.offset,
+                event_id=event_id,
+            )
+            return [letter], event_id
+
+    async def _send(self, output: Output) -> Awaitable[Any]:
+        """Hand one event to the producer; return the future of the broker's acknowledgement."""
+        key, value, headers = to_kafka(output.event)
+        return await self._topic(output.topic).send(key=key, value=value, headers=headers)
+
+    def _topic(self, name: str) -> faust.TopicT:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = self.app.topic(
+                name, key_serializer="raw", value_serializer="raw", internal=False
+            )
+        return topic
+
+    def _ack_when_delivered(
+        self, event: faust.EventT, deliveries: list[Awaitable[Any]], origin: _Origin, event_id: str | None
+    ) -> None:
+        if not deliveries:
+            event.ack()
+            return
+        delivered = asyncio.gather(*deliveries)
+        self._in_flight[origin] = delivered
+        delivered.add_done_callback(partial(self._on_delivered, event, origin, event_id))
+
+    def _on_delivered(
+        self, event: faust.EventT, origin: _Origin, event_id: str | None, delivered: asyncio.Future
+    ) -> None:
+        self._in_flight.pop(origin, None)
+        error = asyncio.CancelledError() if delivered.cancelled() else delivered.exception()
+        if error is None:
+            event.ack()
+            return
+        logger.error(
+            "%s event %s: the broker did not acknowledge its outputs (%r); stopping the worker with "
+            "the offset uncommitted, so the record is processed again after a restart",
+            origin,
+            event_id,
+            error,
+        )
+        self.app.loop.create_task(self.app.crash(error))
+
+    async def log_stats(self) -> None:
+        """Log how many records this worker processed, dead-lettered and skipped as second deliveries."""
+        logger.info(
+            "features worker: %d records processed, %d dead-lettered, %d second deliveries skipped, %d awaiting the broker",
+            self.processed,
+            self.dead_lettered,
+            self.redelivered,
+            len(self._in_flight),
+        )
+
+
+def _ack_if_delivered(event: faust.EventT, original: asyncio.Future) -> None:
+    if not original.cancelled() and original.exception() is None:
+        event.ack()
+
+
+def _header_id(headers: Iterable[tuple[str, Any]]) -> str | None:
+    for name, raw in headers:
+        if name.lower() == "ce_id" and isinstance(raw, bytes) and raw:
+            return raw.decode("utf-8", errors="replace")
+    return None
+
+
+def build_app(spec: PipelineSpec, settings: FeaturesAppSettings) -> faust.App:
+    """Build the faust app of the features service for one pipeline.
+
+    The app creates only its changelog topic. The raw, features, labels and
+    dead-letter topics belong to the pipeline: faust never declares them.
+    """
+    app_id = settings.resolved_app_id(spec)
+    app = faust.App(
+        app_id,
+        broker=settings.broker_urls,
+        store="memory://",
+        datadir=str(settings.data_dir),
+        processing_guarantee=settings.processing_guarantee,
+        broker_commit_interval=settings.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger=settings.producer_linger_s,
+        stream_wait_empty=True,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_disable_leader=True,
+        web_enabled=False,
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    # key_type=str and value_type=None make faust serialize keys and values as JSON.
+    table = app.Table(
+        STATE_TABLE,
+        default=None,
+        key_type=str,
+        value_type=None,
+        partitions=settings.partitions,
+        help="Per-entity feature state: window buffers and label history.",
+    )
+    raw = app.topic(spec.topic("raw"), key_serializer="raw", value_serializer="raw", internal=False)
+    processor = FeaturesProcessor(app, spec, table)
+    app.agent(raw, name=AGENT_NAME)(processor.process)
+    app.timer(STATS_INTERVAL_S, name="features-stats")(processor.log_stats)
+    logger.info(
+        "features app %s: %s -> %s and %s, dead letters to %s, state table %s (%d partitions)",
+        app_id,
+        spec.topic("raw"),
+        spec.topic("features"),
+        spec.topic("labels"),
+        spec.topic("dead_letter"),
+        STATE_TABLE,
+        settings.partitions,
+    )
+    return app
+
+
+def run_features(spec: PipelineSpec, settings: FeaturesAppSettings) -> int:
+    """Run the features service in a faust worker until SIGTERM or SIGINT; return the exit code.
+
+    On either signal the worker stops fetching, waits until every record in
+    flight is processed and its outputs acknowledged, commits the offsets and
+    flushes the changelog, then returns 0. A crash returns 1. Logging that the
+    caller configured is kept; otherwise faust sets it up at `settings.loglevel`.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = build_app(spec, settings)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.loglevel.upper(),
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=not logging.getLogger().handlers,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    return 0
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m streamml.features.faust_app",
+        description="Run the streamml features service (a faust worker) for one pipeline spec.",
+    )
+    parser.add_argument("--spec", required=True, type=Path, help="pipeline spec YAML file")
+    parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, host:port[,host:port]")
+    parser.add_argument("--app-id", help="faust app id and consumer group (default: streamml-features-<spec name>)")
+    parser.add_argument("--data-dir", type=Path, default=FeaturesAppSettings.data_dir, help="faust data directory")
+    parser.add_argument("--partitions", type=int, default=1, help="partition count of the raw topic (default: 1)")
+    parser.add_argument("--commit-interval", type=float, default=1.0, help="seconds between offset commits")
+    parser.add_argument("--loglevel", default="INFO", help="log level (default: INFO)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the features service from the command line; return the exit code."""
+    args = _parse_args(argv)
+    try:
+        spec = load_spec(args.spec)
+        settings = FeaturesAppSettings(
+            bootstrap_servers=args.bootstrap_servers,
+            app_id=args.app_id,
+            data_dir=args.data_dir,
+            partitions=args.partitions,
+            commit_interval_s=args.commit_interval,
+            loglevel=args.loglevel,
+        )
+    except (SpecError, ValueError) as error:
+        print(f"streamml features: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.loglevel.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return run_features(spec, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The inference service's handler: feature vectors in, one prediction per vector out."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+from cloudevents.core.v1.event import CloudEvent
+
+from streamml.common.errors import InvalidEventError, ModelRejectedError, RetriableError
+from streamml.common.events import Output, derived_id, new_event, parse_data
+from streamml.common.handler import BatchResult, EventHandler
+from streamml.common.payloads import FEATURES_TYPE, MODEL_TYPE, PREDICTION_TYPE, FeatureVector, ModelArtifact, Prediction
+from streamml.common.spec import PipelineSpec
+from streamml.features.pipeline import FeatureExtractor
+from streamml.inference.runtime import ServingModel, load_model, select_providers
+
+logger = logging.getLogger(__name__)
+
+
+class InferenceHandler(EventHandler):
+    """Serves the latest model event and predicts micro-batches of feature vectors.
+
+    A new model is loaded and checked beside the serving one, then swapped in by
+    one reference assignment, so a batch always runs on exactly one model version.
+    """
+
+    source = "io.streamml.inference"
+
+    def __init__(self, spec: PipelineSpec, provider: str = "auto", intra_op_threads: int = 1) -> None:
+        self.spec = spec
+        self.predictions_topic = spec.topic("predictions")
+        extractor = FeatureExtractor(spec)
+        self.feature_set = extractor.feature_set
+        self.width = extractor.width
+        self.providers = select_providers(provider)
+        self.intra_op_threads = intra_op_threads
+        self.model: ServingModel | None = None
+        self.rejected_models = 0
+        self._load_lock = threading.Lock()
+
+    def ready(self) -> bool:
+        return self.model is not None
+
+    def load(self, event: CloudEvent) -> bool:
+        """Load a model event; return whether it now serves.
+
+        Older or equal versions are skipped. A model that fails its checks is
+        logged and counted, and the previous model keeps serving.
+        """
+        if event.get_type() != MODEL_TYPE:
+            raise InvalidEventError("unknown-type", f"event {event.get_id()}: expected {MODEL_TYPE}, got {event.get_type()!r}")
+        artifact = parse_data(event, ModelArtifact)
+        if artifact.model_name != self.spec.model_name:
+            logger.debug("skipping model %s: this pipeline serves %s", artifact.model_name, self.spec.model_name)
+            return False
+        with self._load_lock:
+            current = self.model
+            if current is not None and artifact.version <= current.version:
+                logger.info("skipping model %s v%d: v%d is serving", artifact.model_name, artifact.version, current.version)
+                return False
+            try:
+                candidate = load_model(
+                    artifact,
+                    feature_set=self.feature_set,
+                    width=self.width,
+                    providers=self.providers,
+                    intra_op_threads=self.intra_op_threads,
+                )
+            except ModelRejectedError as error:
+                self.rejected_models += 1
+                serving = f"v{current.version} keeps serving" if current else "no model is serving yet"
+                logger.error("rejected model event %s: %s; %s", event.get_id(), error, serving)
+                return False
+            self.model = candidate
+        logger.info(
+            "serving model %s v%d on %s (samples=%d, prequential_accuracy=%s)",
+            artifact.model_name,
+            artifact.version,
+            candidate.provider,
+            artifact.metrics.samples,
+            artifact.metrics.prequential_accuracy,
+        )
+        return True
+
+    def handle(self, event: CloudEvent) -> list[Output]:
+        result = self.handle_batch([event])[0]
+        if isinstance(result, InvalidEventError):
+            raise result
+        return result
+
+    def handle_batch(self, events: Sequence[CloudEvent]) -> BatchResult:
+        model = self.model
+        if model is None:
+            raise RetriableError("no model is loaded yet; retry once the training service has published one", retry_after_s=2.0)
+        results: BatchResult = [None] * len(events)  # type: ignore[list-item]
+        vectors: list[FeatureVector] = []
+        positions: list[int] = []
+        for position, event in enumerate(events):
+            try:
+                vectors.append(self._vector(event))
+                positions.append(position)
+            except InvalidEventError as error:
+                results[position] = error
+        if vectors:
+            batch = np.asarray([vector.values for vector in vectors], dtype=np.float32)
+            outputs = model.run(batch)
+            for position, vector, output in zip(positions, vectors, outputs):
+                results[position] = [self._prediction(model, vector, output)]
+        return results
+
+    def _vector(self, event: CloudEvent) -> FeatureVector:
+        if event.get_type() != FEATURES_TYPE:
+            raise InvalidEventError("unknown-type", f"event {event.get_id()}: expected {FEATURES_TYPE}, got {event.get_type()!r}")
+        vector = parse_data(event, FeatureVector)
+        if vector.feature_set != self.feature_set:
+            raise InvalidEventError(
+                "feature-mismatch",
+                f"event {event.get_id()}: feature set {vector.feature_set} differs from this pipeline's {self.feature_set}; "
+                "run features and inference with the same pipeline spec",
+            )
+        if len(vector.values) != self.width:
+            raise InvalidEventError(
+                "feature-mismatch", f"event {event.get_id()}: {len(vector.values)} feature values, expected {self.width}"
+            )
+        return vector
+
+    def _prediction(self, model: ServingModel, vector: FeatureVector, output: np.ndarray) -> Output:
+        artifact = model.artifact
+        if artifact.task == "classification":
+            scores = [float(value) for value in output]
+            best = int(np.argmax(output))
+            label: str | float = (artifact.classes or [])[best]
+            score = scores[best]
+        else:
+            scores = None
+            label = score = float(output)
+        data = Prediction(
+            event_id=vector.event_id,
+            entity=vector.entity,
+            event_time=vector.event_time,
+            model_name=artifact.model_name,
+            model_version=artifact.version,
+            label=label,
+            score=score,
+            scores=scores,
+        )
+        event = new_event(
+            id=derived_id(vector.event_id, "prediction"),
+            type=PREDICTION_TYPE,
+            source=self.source,
+            subject=vector.entity,
+            time=vector.event_time,
+            data=data,
+        )
+        return Output(self.predictions_topic, event)

@@ -1,0 +1,123 @@
+"""The inference service process: feature vectors and model events in, predictions out."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from streamml.common.errors import InvalidEventError
+from streamml.common.events import from_kafka
+from streamml.common.http import build_http_app
+from streamml.common.kafka import Emitter, PullRunner, consumer_config, where
+from streamml.common.process import HttpServer
+from streamml.common.settings import InferenceSettings, KafkaSettings
+from streamml.common.spec import load_spec
+from streamml.inference.handler import InferenceHandler
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "inference"
+
+
+class ModelFeed:
+    """Follows the models topic from its beginning, outside any consumer group.
+
+    Every replica reads every model event; at start the newest version wins, and
+    later events are loaded between micro-batches.
+    """
+
+    def __init__(self, settings: KafkaSettings, topic: str, handler: InferenceHandler) -> None:
+        self.topic = topic
+        self.handler = handler
+        self._consumer = Consumer(consumer_config(settings, group_id=f"streamml-model-feed-{uuid.uuid4()}"))
+        self._assigned = False
+
+    def _assign(self) -> bool:
+        metadata = self._consumer.list_topics(self.topic, timeout=5.0)
+        described = metadata.topics.get(self.topic)
+        if described is None or described.error is not None or not described.partitions:
+            return False
+        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in described.partitions])
+        self._assigned = True
+        return True
+
+    def poll(self, timeout_s: float = 0.0) -> None:
+        """Load the newest model among the events waiting on the topic."""
+        if not self._assigned and not self._assign():
+            time.sleep(timeout_s)
+            return
+        messages = self._consumer.consume(num_messages=100, timeout=timeout_s)
+        newest = {}
+        for message in messages:
+            if message.error() is not None:
+                logger.warning("models topic error: %s", message.error())
+                continue
+            try:
+                event = from_kafka(message.key(), message.value(), message.headers(), where=where(message))
+            except InvalidEventError as error:
+                logger.error("skipping %s on the models topic: %s", where(message), error)
+                continue
+            newest[message.key()] = event
+        for event in newest.values():
+            try:
+                self.handler.load(event)
+            except InvalidEventError as error:
+                logger.error("skipping model event %s: %s", event.get_id(), error)
+
+    def wait_for_model(self, stop: threading.Event) -> None:
+        announced = time.monotonic()
+        while not stop.is_set() and not self.handler.ready():
+            self.poll(timeout_s=0.5)
+            if time.monotonic() - announced > 10:
+                logger.info("waiting for a first model on %s", self.topic)
+                announced = time.monotonic()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def run_inference(settings: InferenceSettings, stop: threading.Event) -> None:
+    """Run until `stop` is set, then drain: finish the batch, flush and commit."""
+    spec = load_spec(settings.spec)
+    handler = InferenceHandler(spec, provider=settings.provider, intra_op_threads=settings.intra_op_threads)
+    logger.info("inference execution providers: %s", handler.providers)
+    emitter = Emitter(settings.kafka)
+    feed = ModelFeed(settings.kafka, spec.topic("models"), handler)
+    server = None
+    if settings.http_port is not None:
+        app = build_http_app(
+            handler,
+            service=SERVICE,
+            emitter=emitter,
+            dead_letter_topic=spec.topic("dead_letter"),
+            reply_topic=spec.topic("predictions"),
+        )
+        server = HttpServer(app, settings.http_host, settings.http_port)
+        server.start()
+        logger.info("inference listening on http://%s:%d/", settings.http_host, settings.http_port)
+    try:
+        feed.wait_for_model(stop)
+        if stop.is_set():
+            return
+        runner = PullRunner(
+            handler,
+            service=SERVICE,
+            settings=settings.kafka,
+            group_id=settings.group_id or f"streamml-{SERVICE}-{spec.name}",
+            topics=[spec.topic("features")],
+            dead_letter_topic=spec.topic("dead_letter"),
+            emitter=emitter,
+            batch_size=settings.batch_size,
+            batch_timeout_s=settings.batch_timeout_ms / 1000,
+            before_batch=feed.poll,
+        )
+        runner.run(stop)
+    finally:
+        feed.close()
+        if server is not None:
+            server.stop()
+        emitter.close()

@@ -1,0 +1,97 @@
+"""The training service process: feature vectors and labels in, model versions out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import threading
+from pathlib import Path
+
+from streamml.common.errors import InvalidEventError
+from streamml.common.events import Output, from_kafka, parse_data
+from streamml.common.kafka import Emitter, PullRunner, read_compacted, where
+from streamml.common.payloads import ModelArtifact
+from streamml.common.settings import TrainingSettings
+from streamml.common.spec import PipelineSpec, load_spec
+from streamml.training.handler import TrainingHandler
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "training"
+
+
+def latest_published_version(settings: TrainingSettings, spec: PipelineSpec) -> int | None:
+    """Return the newest version of this pipeline's model on the models topic, or None."""
+    newest = None
+    for message in read_compacted(settings.kafka, spec.topic("models")):
+        try:
+            event = from_kafka(message.key(), message.value(), message.headers(), where=where(message))
+            artifact = parse_data(event, ModelArtifact)
+        except InvalidEventError as error:
+            logger.warning("skipping %s on the models topic: %s", where(message), error)
+            continue
+        if artifact.model_name == spec.model_name and (newest is None or artifact.version > newest):
+            newest = artifact.version
+    return newest
+
+
+class Checkpoints:
+    """Keeps the learner state of the last published version on local disk, for restarts."""
+
+    def __init__(self, folder: Path, model_name: str) -> None:
+        self.path = folder / f"{model_name}.checkpoint.pkl"
+
+    def save(self, handler: TrainingHandler) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps({"version": handler.version, "learner": handler.learner.state_dict()}))
+        os.replace(partial, self.path)
+
+    def restore(self, handler: TrainingHandler, version: int) -> bool:
+        """Restore the learner saved at `version`; return False when none matches."""
+        if not self.path.exists():
+            return False
+        # The file is written only by this service, under its own model directory.
+        saved = pickle.loads(self.path.read_bytes())
+        if saved.get("version") != version:
+            logger.warning("checkpoint %s holds version %s, the models topic %d: learning restarts", self.path, saved.get("version"), version)
+            return False
+        handler.restore(saved["learner"], version)
+        return True
+
+
+def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
+    """Run until `stop` is set, then drain: finish the batch, flush and commit."""
+    spec = load_spec(settings.spec)
+    handler = TrainingHandler(spec, model_dir=settings.model_dir)
+    checkpoints = Checkpoints(settings.model_dir, spec.model_name)
+    emitter = Emitter(settings.kafka)
+    published = latest_published_version(settings, spec)
+    if published is None:
+        emitter.wait(emitter.send_all([handler.initial_model()]))
+        logger.info("published the untrained model %s as version 0", spec.model_name)
+    elif not checkpoints.restore(handler, published):
+        # NOTE: without a matching checkpoint the learner starts untrained, numbering on from the topic.
+        handler.version = published
+
+    def after_delivery(outputs: list[Output]) -> None:
+        if any(output.topic == handler.models_topic for output in outputs):
+            checkpoints.save(handler)
+
+    runner = PullRunner(
+        handler,
+        service=SERVICE,
+        settings=settings.kafka,
+        group_id=settings.group_id or f"streamml-{SERVICE}-{spec.name}",
+        topics=[spec.topic("features"), spec.topic("labels")],
+        dead_letter_topic=spec.topic("dead_letter"),
+        emitter=emitter,
+        batch_size=settings.batch_size,
+        batch_timeout_s=settings.batch_timeout_ms / 1000,
+        on_outputs=after_delivery,
+    )
+    try:
+        runner.run(stop)
+    finally:
+        emitter.close()

@@ -1,0 +1,105 @@
+import base64
+import hashlib
+
+import numpy as np
+import pytest
+
+from streamml.common.errors import InvalidEventError, RetriableError
+from streamml.common.events import new_event
+from streamml.common.payloads import FEATURES_TYPE, MODEL_TYPE, FeatureVector, ModelArtifact
+from streamml.inference.handler import InferenceHandler
+from streamml.training.handler import TrainingHandler
+
+T = "2024-01-01T00:00:00Z"
+
+
+@pytest.fixture
+def trained(elec2_spec):
+    return TrainingHandler(elec2_spec)
+
+
+def model_event(artifact: ModelArtifact):
+    return new_event(type=MODEL_TYPE, source="tests", subject=artifact.model_name, data=artifact)
+
+
+def features_event(handler, values, event_id="e1", feature_set=None):
+    data = FeatureVector(event_id=event_id, entity="NSW", event_time=T, feature_set=feature_set or handler.feature_set, values=values)
+    return new_event(type=FEATURES_TYPE, source="tests", subject="NSW", data=data)
+
+
+def artifact_of(output):
+    return ModelArtifact.model_validate(output.event.get_data())
+
+
+def test_no_model_is_retriable(elec2_spec):
+    handler = InferenceHandler(elec2_spec, provider="cpu")
+    assert not handler.ready()
+    with pytest.raises(RetriableError):
+        handler.handle_batch([features_event(handler, [0.0] * handler.width)])
+
+
+def test_predicts_batch_with_model_version(elec2_spec, trained):
+    handler = InferenceHandler(elec2_spec, provider="cpu")
+    assert handler.load(trained.initial_model().event)
+    events = [features_event(handler, list(np.linspace(0, 1, handler.width)), event_id=f"e{i}") for i in range(5)]
+    results = handler.handle_batch(events)
+    assert len(results) == 5
+    for index, result in enumerate(results):
+        [output] = result
+        data = output.event.get_data()
+        assert output.topic == elec2_spec.topic("predictions")
+        assert data["event_id"] == f"e{index}"
+        assert data["model_version"] == 0
+        assert data["label"] in ("DOWN", "UP")
+        assert sum(data["scores"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_bad_vector_does_not_fail_neighbours(elec2_spec, trained):
+    handler = InferenceHandler(elec2_spec, provider="cpu")
+    handler.load(trained.initial_model().event)
+    good = features_event(handler, [0.0] * handler.width, event_id="good")
+    short = features_event(handler, [0.0] * (handler.width - 1), event_id="short")
+    other = features_event(handler, [0.0] * handler.width, event_id="other", feature_set="0" * 16)
+    results = handler.handle_batch([good, short, other])
+    assert isinstance(results[0], list)
+    assert isinstance(results[1], InvalidEventError) and results[1].reason == "feature-mismatch"
+    assert isinstance(results[2], InvalidEventError) and "feature set" in results[2].message
+
+
+def test_older_versions_are_skipped(elec2_spec, trained):
+    handler = InferenceHandler(elec2_spec, provider="cpu")
+    first = trained.initial_model()
+    newer = artifact_of(first).model_copy(update={"version": 3})
+    assert handler.load(model_event(newer))
+    assert not handler.load(first.event)
+    assert handler.model.version == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"input_name": "x"}, "input named 'x'"),
+        ({"feature_names": ["a"]}, "lists 1 features"),
+        ({"feature_set": "f" * 16}, "feature set"),
+        ({"sha256": "0" * 64}, "sha256"),
+        ({"onnx_base64": base64.b64encode(b"not onnx").decode(), "sha256": hashlib.sha256(b"not onnx").hexdigest()}, "cannot load"),
+        ({"onnx_base64": None, "uri": "s3://bucket/model.onnx"}, "not supported"),
+    ],
+)
+def test_bad_model_keeps_previous(elec2_spec, trained, change, message, caplog):
+    handler = InferenceHandler(elec2_spec, provider="cpu")
+    handler.load(trained.initial_model().event)
+    broken = artifact_of(trained.initial_model()).model_copy(update={"version": 7, **change})
+    assert not handler.load(model_event(broken))
+    assert handler.model.version == 0
+    assert handler.rejected_models == 1
+    assert message in caplog.text
+
+
+def test_inference_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, streamml.inference.service, streamml.inference.handler; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
