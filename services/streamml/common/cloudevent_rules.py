@@ -33,6 +33,23 @@ class RuleError(ValueError):
     """A value breaks a CloudEvents rule; the message says which rule and how to comply."""
 
 
+def json_kind(value: Any) -> str:
+    """Return the JSON type of a parsed value with its article, such as `an array`, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
 def show(value: Any, limit: int = 60) -> str:
     """Return `repr(value)`, shortened to about `limit` characters for error messages."""
     text = repr(value)
@@ -383,7 +400,7 @@ def check_attribute(name: str, value: Any) -> Any:
             check_string(value)
         return value
     if name in CORE_STRINGS:
-        raise RuleError(f"is {show(value)} (a {type(value).__name__}); it MUST be a string")
+        raise RuleError(f"is {show(value)} ({json_kind(value)}); it MUST be a string")
     if isinstance(value, (bool, bytes, bytearray)):
         return value
     if isinstance(value, int):

@@ -130,7 +130,7 @@ def data_object(event: CloudEvent) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidEventError(
             "invalid-data",
-            f"event {event.get_id()}: data must be a JSON object, got {type(data).__name__}",
+            f"event {event.get_id()}: data must be a JSON object, got {rules.json_kind(data)}",
         )
     return data
 
@@ -243,7 +243,7 @@ def _read_structured(body: bytes, content_type: str, where: str, batch_allowed: 
 
 def _event_from_json(item: Any, where: str) -> CloudEvent:
     if not isinstance(item, dict):
-        raise _invalid(where, f"the event is a JSON {type(item).__name__}, not an object; send each event as a JSON object")
+        raise _invalid(where, f"the event is {rules.json_kind(item)}, not a JSON object; send each event as a JSON object")
     # A null attribute is the same as an absent one (JSON format §2.2).
     attributes = {name: value for name, value in item.items() if value is not None}
     attributes.pop("data", None)
@@ -255,7 +255,7 @@ def _event_from_json(item: Any, where: str) -> CloudEvent:
         return _build(attributes, item.get("data"), where)
     try:
         if not isinstance(encoded, str):
-            raise ValueError(f"it is a {type(encoded).__name__}")
+            raise ValueError(f"it is {rules.json_kind(encoded)}")
         data = base64.b64decode(encoded, validate=True)
     except (ValueError, binascii.Error) as error:
         raise _invalid(where, f"data_base64 is not RFC 4648 base64 ({error}); send a base64 string", "invalid-data") from None
@@ -394,11 +394,11 @@ def from_http(headers: Mapping[str, str], body: bytes, where: str = "request") -
 
 def _batch_events(document: Any, where: str) -> list[CloudEvent]:
     if not isinstance(document, list):
-        raise _invalid(where, f"a batch is a JSON array of events, got a {type(document).__name__}", "invalid-batch")
+        raise _invalid(where, f"a batch is a JSON array of events, got {rules.json_kind(document)}", "invalid-batch")
     versions: dict[str, int] = {}
     for index, item in enumerate(document):
         if not isinstance(item, dict):
-            raise _invalid(where, f"batch item {index} is a {type(item).__name__}, not a JSON object", "invalid-batch")
+            raise _invalid(where, f"batch item {index} is {rules.json_kind(item)}, not a JSON object", "invalid-batch")
         versions.setdefault(show(item.get("specversion")), index)
     if len(versions) > 1:
         found = ", ".join(f"{version} (item {index})" for version, index in versions.items())

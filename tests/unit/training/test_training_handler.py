@@ -286,6 +286,10 @@ def check_artifact(artifact: ModelArtifact, spec, version: int) -> None:
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     (probabilities,) = session.run(None, {"features": np.zeros((2, 3), dtype=np.float32)})
     assert probabilities.shape == (2, 2)
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert metadata["model_name"] == spec.model_name
+    assert metadata["version"] == str(version)
+    assert metadata["feature_set"] == spec.fingerprint()
 
 
 def test_cadence_every_events(make_spec, feature_event, label_event):
@@ -307,6 +311,37 @@ def test_cadence_every_events(make_spec, feature_event, label_event):
     assert output.event.get_subject() == spec.model_name
     assert output.event.get_source() == "io.streamml.training"
     assert handler.version == 3
+
+
+@pytest.mark.parametrize(
+    ("kind", "classes", "labels"),
+    [
+        ("softmax", ("red", "green", "blue"), ["red", "green", "blue"]),
+        ("mlp", None, [0.5, -1.5, 2.0]),
+        ("linear", None, [3.0, 1.0, -2.0]),
+    ],
+)
+def test_artifact_serves_learner_predictions(make_spec, feature_event, label_event, kind, classes, labels):
+    spec = make_spec(kind=kind, classes=classes, training={"every_events": 30})
+    handler = TrainingHandler(spec)
+    rng = np.random.default_rng(4)
+    events = []
+    for i in range(30):
+        events += [feature_event(spec, f"r{i}", rng.normal(size=3).tolist()), label_event(f"r{i}", labels[i % 3])]
+
+    (artifact,) = artifacts(handler.handle_batch(events))
+
+    assert artifact.task == ("classification" if classes else "regression")
+    assert artifact.classes == (list(classes) if classes else None)
+    assert artifact.metrics.samples == 30
+    if classes:
+        assert artifact.metrics.prequential_accuracy is not None
+    else:
+        assert artifact.metrics.prequential_mae is not None
+    session = ort.InferenceSession(base64.b64decode(artifact.onnx_base64), providers=["CPUExecutionProvider"])
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    (served,) = session.run(None, {artifact.input_name: x})
+    np.testing.assert_allclose(served, handler.learner.predict_many(x), rtol=0, atol=1e-5)
 
 
 def test_cadence_every_seconds(make_spec, feature_event, label_event):
