@@ -49,7 +49,7 @@ def build_http_app(
     """Build the ASGI app of one service.
 
     With `reply_topic` set, the outputs for that topic are also returned in the
-    response body (inference answers a CloudEvent with its prediction).
+    response body (inference returns its prediction for the CloudEvent it received).
     """
 
     def dead_letter(error: InvalidEventError, body: bytes, headers: dict[str, str], request_id: str) -> None:
@@ -135,7 +135,7 @@ def _error(status: int, reason: str, message: str, request_id: str) -> Response:
 
 
 def _unavailable(error: RetriableError, request_id: str) -> Response:
-    logger.warning("HTTP request %s answered 503: %s", request_id, error)
+    logger.warning("HTTP request %s returned 503: %s", request_id, error)
     response = _error(503, "unavailable", str(error), request_id)
     response.headers["retry-after"] = str(max(1, round(error.retry_after_s)))
     return response

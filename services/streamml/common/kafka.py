@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from datetime import datetime, timezone
 from typing import Any
 
+from cloudevents.core.v1.event import CloudEvent
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streamml.common.deadletter import dead_letter_output
@@ -169,25 +170,7 @@ class PullRunner:
         logger.debug("revoked %s", [f"{p.topic}[{p.partition}]" for p in partitions])
 
     def _process(self, messages: list[Message]) -> None:
-        outputs: list[Output] = []
-        decoded = []
-        decoded_messages: list[Message] = []
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if error.fatal():
-                    raise KafkaException(error)
-                logger.warning("consumer error on %s: %s", self.topics, error)
-                continue
-            try:
-                event = from_kafka(message.key(), message.value(), message.headers(), where=where(message))
-            except InvalidEventError as invalid:
-                outputs.append(self._dead_letter(message, invalid, None))
-                continue
-            decoded.append(event)
-            decoded_messages.append(message)
+        outputs, decoded, decoded_messages = self._decode(messages)
         if decoded:
             try:
                 results = self.handler.handle_batch(decoded)
@@ -201,12 +184,14 @@ class PullRunner:
                     outputs.append(self._dead_letter(message, result, event.get_id()))
                 else:
                     outputs.extend(result)
+
         now = time.monotonic()
         if now - self._last_tick >= 1.0:
             self._last_tick = now
             outputs.extend(self.handler.tick(datetime.now(timezone.utc)))
         if not messages and not outputs:
             return
+
         try:
             self.emitter.wait(self.emitter.send_all(outputs))
         except RetriableError as error:
@@ -217,8 +202,37 @@ class PullRunner:
         if self.on_outputs is not None:
             self.on_outputs(outputs)
         if messages:
-            self.consumer.commit(asynchronous=False)
+            self._commit()
         self.processed += len(messages)
+
+    def _decode(self, messages: list[Message]) -> tuple[list[Output], list[CloudEvent], list[Message]]:
+        """Decode records into events; undecodable records become dead-letter outputs."""
+        dead_letters: list[Output] = []
+        events: list[CloudEvent] = []
+        sources: list[Message] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                logger.warning("%s: consumer error: %s", self.service, error)
+                continue
+            try:
+                event = from_kafka(message.key(), message.value(), message.headers(), where=where(message))
+            except InvalidEventError as invalid:
+                dead_letters.append(self._dead_letter(message, invalid, None))
+                continue
+            events.append(event)
+            sources.append(message)
+        return dead_letters, events, sources
+
+    def _commit(self) -> None:
+        try:
+            self.consumer.commit(asynchronous=False)
+        except KafkaException as error:
+            # The outputs are acknowledged, so a lost commit only means a replay after a crash,
+            # and the next batch's commit covers these offsets too (for example after NOT_COORDINATOR).
+            logger.warning("%s: offset commit failed, the next batch retries it: %s", self.service, error)
 
     def _dead_letter(self, message: Message, error: InvalidEventError, event_id: str | None) -> Output:
         self.dead_lettered += 1

@@ -34,11 +34,11 @@ def create_topics(settings: KafkaSettings, spec: PipelineSpec, partitions: int =
     """Create the pipeline's topics (the models topic compacted); existing topics are left as they are."""
     admin = AdminClient(settings.client_config())
     roles = ("input", "raw", "features", "labels", "models", "predictions", "dead_letter")
-    wanted = []
+    new_topics = []
     for role in roles:
         config = {"cleanup.policy": "compact"} if role == "models" else {}
-        wanted.append(NewTopic(spec.topic(role), num_partitions=1 if role == "models" else partitions, replication_factor=1, config=config))
-    for topic, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
+        new_topics.append(NewTopic(spec.topic(role), num_partitions=1 if role == "models" else partitions, replication_factor=1, config=config))
+    for topic, future in admin.create_topics(new_topics, request_timeout=timeout_s).items():
         try:
             future.result(timeout=timeout_s)
         except KafkaException as error:

@@ -109,7 +109,7 @@ def run_over_kafka(
     create_topics(settings, spec)
     log_dir = Path(tempfile.mkdtemp(prefix="streamml-demo-"))
     reader = TopicReader(settings, spec.topic("predictions"))
-    wanted = {row.event.get_id() for row in rows}
+    expected_ids = {row.event.get_id() for row in rows}
     with PipelineProcesses(spec_path.resolve(), settings, log_dir) as services:
         producer = threading.Thread(
             target=produce_replay, args=(settings, spec.topic("input"), (row.event for row in rows), rate), daemon=True
@@ -117,11 +117,11 @@ def run_over_kafka(
         producer.start()
         idle_since = time.monotonic()
         with tqdm(total=len(rows), disable=not progress, unit="ev", desc=spec.name) as bar:
-            while len(wanted & score.predicted.keys()) < len(wanted):
+            while len(expected_ids & score.predicted.keys()) < len(expected_ids):
                 before = len(score.predicted)
                 for event in reader.poll():
                     data = event.get_data()
-                    if data["event_id"] in wanted:
+                    if data["event_id"] in expected_ids:
                         score.add(data)
                 bar.update(len(score.predicted) - before)
                 bar.set_postfix(accuracy=f"{score.value:.3f}", versions=len(score.versions))

@@ -34,15 +34,15 @@ def select_providers(requested: str = "auto") -> list[str]:
     available = _onnxruntime().get_available_providers()
     if requested == "auto":
         return [name for name in PREFERRED_PROVIDERS if name in available]
-    wanted = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}.get(requested)
-    if wanted is None:
+    provider = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}.get(requested)
+    if provider is None:
         raise ValueError(f"unknown execution provider {requested!r}: use auto, cuda or cpu")
-    if wanted not in available:
+    if provider not in available:
         raise RuntimeError(
-            f"execution provider {wanted} is not available in this onnxruntime build (available: {available}); "
+            f"execution provider {provider} is not available in this onnxruntime build (available: {available}); "
             "install streamml[gpu] on a machine with CUDA, or use auto or cpu"
         )
-    return [wanted, "CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [wanted]
+    return [provider, "CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [provider]
 
 
 def read_artifact_bytes(artifact: ModelArtifact) -> bytes:
