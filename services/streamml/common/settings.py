@@ -78,6 +78,7 @@ class TrainingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMML_TRAINING_", frozen=True, extra="forbid")
 
     model_dir: Path = Field(default=Path(".streamml/models"), description="Where models too big to inline are written.")
+    torch_threads: int = Field(default=1, gt=0, le=256, description="Threads torch may use; the models are small, so 1 is fastest.")
 
 
 class InferenceSettings(ServiceSettings):

@@ -247,7 +247,7 @@ class TrainingHandler(EventHandler):
     # Join -----------------------------------------------------------------------------------------
 
     def _is_duplicate(self, event_id: str, pending: OrderedDict) -> bool:
-        """Return whether the event was learned already or is waiting already, which a redelivery causes."""
+        """Return whether the record is pending already or among the last `max_pending` learned, as after a redelivery."""
         if event_id in self._learned_ids or event_id in pending:
             self.counters["duplicates"] += 1
             logger.debug("ignored a repeated event for record %s", event_id)

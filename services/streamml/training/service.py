@@ -63,6 +63,9 @@ class Checkpoints:
 
 def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
     """Run until `stop` is set, then drain: finish the batch, flush and commit."""
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)
     spec = load_spec(settings.spec)
     handler = TrainingHandler(spec, model_dir=settings.model_dir)
     checkpoints = Checkpoints(settings.model_dir, spec.model_name)
