@@ -117,14 +117,18 @@ def test_http_modes_and_rejections(ingestion):
     assert not_an_event.status_code == 400
     assert "ce-specversion" in not_an_event.json()["message"]
 
+    empty = httpx.post(url, headers={"content-type": BATCH}, content=b"[]")
+    assert empty.status_code == 400
+    assert empty.json()["error"] == "invalid-batch"
+
     too_big = httpx.post(url, headers={"content-type": BATCH}, content=b"[" + b" " * 30000 + b"]")
     assert too_big.status_code == 413
 
     forwarded = collect(raw, 4)
     assert sorted(event.get_id() for event in forwarded) == ["h-batch-0", "h-batch-1", "h-binary", "h-structured"]
-    letters = collect(dead, 2)
+    letters = collect(dead, 3)
     reasons = sorted(letter.get_data()["reason"] for letter in letters)
-    assert reasons == ["invalid-cloudevent", "invalid-data"]
+    assert reasons == ["invalid-batch", "invalid-cloudevent", "invalid-data"]
     assert all(letter.get_data()["http_request_id"] for letter in letters)
     raw.close()
     dead.close()

@@ -1,9 +1,9 @@
 """CloudEvents 1.0.2 rules that the cloudevents SDK leaves unchecked, as small reusable checks.
 
-Each check returns the parsed value or raises `RuleError` with a sentence that names
-the problem and the fix; `streamml.common.events` adds where the value came from
-and turns it into an InvalidEventError. Section references are to the CloudEvents
-spec v1.0.2 (`spec.md`, `json-format.md`, `http-protocol-binding.md`).
+Each check returns the parsed value or raises `RuleError`, whose message names the
+problem and the fix. `streamml.common.events` adds where the value came from and
+raises InvalidEventError. Section references are to the CloudEvents spec v1.0.2
+(`spec.md`, `json-format.md`, `http-protocol-binding.md`).
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ REQUIRED: Final = ("id", "source", "type")
 JSON_MEDIA_TYPE: Final = "application/json"
 #: Attributes whose type is String and whose value MUST NOT be empty.
 NON_EMPTY_STRINGS: Final = frozenset({"id", "type", "subject"})
-#: Core attributes, all carried as strings.
+#: Core attributes whose type is String, URI-reference or URI: every one but `time`.
 CORE_STRINGS: Final = frozenset({"id", "source", "type", "specversion", "subject", "datacontenttype", "dataschema"})
 INTEGER_MIN: Final = -(2**31)
 INTEGER_MAX: Final = 2**31 - 1
 
 
 class RuleError(ValueError):
-    """A value breaks a CloudEvents rule; the message says which rule and how to comply."""
+    """A value that breaks a CloudEvents rule. The message names the rule and how to comply."""
 
 
 def json_kind(value: Any) -> str:
@@ -52,8 +52,12 @@ def json_kind(value: Any) -> str:
 
 def show(value: Any, limit: int = 60) -> str:
     """Return `repr(value)`, shortened to about `limit` characters for error messages."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + "...'"
+    return clip(repr(value), limit)
+
+
+def clip(text: str, limit: int = 60) -> str:
+    """Return `text` cut to `limit` characters, ending in `...` when cut, for error messages."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # Names ("Attribute Naming Convention") -----------------------------------------------------------
@@ -69,7 +73,7 @@ def is_attribute_name(name: str) -> bool:
 
 def name_fix(name: str) -> str:
     """Return the advice for an invalid attribute name, with a compliant spelling when one exists."""
-    suggestion = re.sub(r"[^a-z0-9]", "", name.lower())
+    suggestion = clip(re.sub(r"[^a-z0-9]", "", name.lower()), 40)
     hint = f", for example {suggestion!r}" if suggestion else ""
     return f"attribute names MUST use only lower-case a-z and 0-9; rename it{hint}"
 
@@ -81,7 +85,7 @@ _BAD_STRING_CHAR = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f\\ufdd0-\\ufdef\\ud800-\\
 
 
 def check_string(value: str) -> None:
-    """Raise RuleError when `value` holds a control character, a noncharacter or a lone surrogate."""
+    """Raise RuleError when `value` contains a control character, a noncharacter or a lone surrogate."""
     if value.isascii() and value.isprintable():
         return
     found = _BAD_STRING_CHAR.search(value)
@@ -121,14 +125,14 @@ def parse_timestamp(text: str) -> datetime:
     if text[-6] in "+-" and (int(text[-5:-3]) > 23 or int(text[-2:]) > 59):
         raise RuleError(f"is {show(text)}, whose UTC offset is out of range (at most 23:59); {_TIMESTAMP_FIX}")
     try:
-        # The pattern admits only RFC 3339 forms, which fromisoformat reads, except leap seconds.
+        # The pattern admits only RFC 3339 forms. fromisoformat reads all of them except leap seconds.
         return datetime.fromisoformat(text.upper())
     except ValueError:
         return _parse_timestamp_fields(text)
 
 
 def _parse_timestamp_fields(text: str) -> datetime:
-    """Parse what fromisoformat refuses: leap seconds, and out-of-range fields, to name them."""
+    """Parse a timestamp that fromisoformat rejects: a leap second, or an out-of-range field to report."""
     date_part, time_part = text[:10], text[11:]
     year, month, day = (int(field) for field in date_part.split("-"))
     hour, minute, second = int(time_part[0:2]), int(time_part[3:5]), int(time_part[6:8])
@@ -159,7 +163,10 @@ def format_timestamp(value: datetime) -> str:
     if offset is None:
         raise RuleError(f"is {value.isoformat()}, a naive datetime; give it a timezone, such as timezone.utc")
     if offset.seconds % 60 or offset.microseconds:
-        value, offset = value.astimezone(timezone.utc), timedelta(0)
+        try:
+            value, offset = value.astimezone(timezone.utc), timedelta(0)
+        except OverflowError:
+            raise RuleError(f"is {value.isoformat()}, which is out of range in UTC; send a time between years 1 and 9999") from None
     text = value.isoformat()
     return text[:-6] + "Z" if not offset else text
 
@@ -221,7 +228,7 @@ _PARAMETER = re.compile(rf"[ \t]*;[ \t]*({_TOKEN})=({_TOKEN}|{_QUOTED})")
 
 @dataclass(frozen=True, slots=True)
 class MediaType:
-    """A parsed media type: `essence` is `type/subtype` in lower case; `charset` is lower case or None."""
+    """A parsed media type: `essence` is `type/subtype` and `charset` is the charset or None, both lower case."""
 
     essence: str
     charset: str | None
@@ -296,7 +303,7 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 
 
 def dumps_json(value: Any) -> bytes:
-    """Write `value` as UTF-8 JSON; datetimes become RFC 3339 strings. Raises RuleError otherwise."""
+    """Write `value` as UTF-8 JSON, with datetimes as RFC 3339 strings, or raise RuleError."""
     try:
         return _ENCODER.encode(value).encode("utf-8")
     except RecursionError:
@@ -334,7 +341,7 @@ _UNENCODED = "".join(chr(code) for code in range(0x21, 0x7F) if chr(code) not in
 
 
 def percent_decode(value: str) -> str:
-    """Decode an HTTP `ce-` header value: unquote a quoted-string, then one round of %XX decoding.
+    """Decode an HTTP `ce-` header value: unquote a quoted-string, then decode %XX escapes once.
 
     Raises RuleError for characters outside printable US-ASCII, malformed escapes
     and escapes that are not valid UTF-8 (such as the overlong `%C0%A0`).
@@ -375,7 +382,7 @@ def percent_encode(value: str) -> str:
 
 
 def check_attribute(name: str, value: Any) -> Any:
-    """Check one attribute value of a known name; return it, with a `time` string parsed to a datetime.
+    """Check one attribute value against the rules for its name, and return it with `time` as a datetime.
 
     Accepts the JSON-format types (string, integer, boolean) and, from code, aware
     datetimes and bytes for extensions. Raises RuleError otherwise.
@@ -383,7 +390,9 @@ def check_attribute(name: str, value: Any) -> Any:
     if name == "time":
         if isinstance(value, str):
             return parse_timestamp(value)
-        if isinstance(value, datetime) and value.utcoffset() is not None:
+        if isinstance(value, datetime):
+            if value.utcoffset() is None:
+                raise RuleError(f"is {value.isoformat()}, a naive datetime; give it a timezone, such as timezone.utc")
             return value
         raise RuleError(f"is {show(value)}; send an RFC 3339 timestamp string or an aware datetime")
     if isinstance(value, str):
@@ -434,8 +443,8 @@ def canonical_string(value: Any) -> str:
 def encode_data(data: Any, content_type: str | None) -> tuple[str | None, bytes]:
     """Return the content type and bytes that carry `data` in binary mode.
 
-    Bytes travel as they are; JSON content types, or none (which implies
-    `application/json`), get JSON text; other content types take str only.
+    Bytes travel as they are. JSON content types get JSON text, and so does a missing
+    content type, which implies `application/json`. Other content types take str only.
     """
     if data is None:
         return content_type, b""
@@ -481,10 +490,15 @@ def json_members(attributes: dict[str, Any], data: Any, content_type: str | None
     """Return the JSON-format object of an event: attributes, then `data` or `data_base64`."""
     members: dict[str, Any] = {}
     for name, value in attributes.items():
+        if value is None:
+            continue
         if isinstance(value, (datetime, bytes, bytearray)):
             value = canonical_string(value)
-        if value is not None:
-            members[name] = value
+        elif isinstance(value, int) and not isinstance(value, bool) and not INTEGER_MIN <= value <= INTEGER_MAX:
+            raise RuleError(f"attribute {name!r} is {value}, outside the CloudEvents Integer range; send a string")
+        elif not isinstance(value, (str, bool, int)):
+            raise RuleError(f"attribute {name!r} is {show(value)}, which has no CloudEvents type; send a string")
+        members[name] = value
     if isinstance(data, (bytes, bytearray)):
         members["data_base64"] = base64.b64encode(data).decode("ascii")
     elif data is not None:

@@ -48,10 +48,14 @@ def dead_letter_output(
         original_value_base64=base64.b64encode(value or b"").decode(),
     )
     subject = event_id or (f"{origin_topic}[{origin_partition}]@{origin_offset}" if origin_topic else http_request_id or "unknown")
-    event = new_event(type=DEAD_LETTER_TYPE, source=f"io.streamml.{service}", subject=subject, data=payload)
+    try:
+        event = new_event(type=DEAD_LETTER_TYPE, source=f"io.streamml.{service}", subject=subject, data=payload)
+    except InvalidEventError:
+        # The subject came from the rejected input and may break the attribute rules itself.
+        event = new_event(type=DEAD_LETTER_TYPE, source=f"io.streamml.{service}", subject="unreadable-input", data=payload)
     if origin_topic is not None:
         where = f"{origin_topic}[{origin_partition}]@{origin_offset}"
     else:
         where = f"HTTP request {http_request_id}"
-    logger.warning("dead-lettered %s (event id %s): %s: %s", where, event_id, error.reason, error.message)
+    logger.warning("dead-lettered %s (event id %r): %s: %s", where, event_id, error.reason, error.message)
     return Output(topic, event)

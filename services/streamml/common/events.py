@@ -1,15 +1,15 @@
 """CloudEvents 1.0 construction and the Kafka and HTTP codecs.
 
-Events are the cloudevents SDK's `CloudEvent`. The wire mappings live here instead of
-in the SDK bindings, which accept what the spec forbids and fill in what the sender
-left out: the `CloudEvent` constructor invents a missing `id` and `time`, the JSON
-format reads any specversion, `dateutil` accepts times that RFC 3339 rejects, data
-that fails to parse as JSON silently becomes a string, and the Kafka binding turns
-the record key into a `partitionkey` attribute. Every decoder here applies the
-spec's MUST rules (see `cloudevent_rules`) and raises InvalidEventError otherwise.
+Events are the cloudevents SDK's `CloudEvent`, but the wire mappings live here. The
+SDK bindings accept what the spec forbids and fill in what the sender left out. Its
+`CloudEvent` constructor invents a missing `id` and `time`, its JSON format reads any
+specversion, and `dateutil` accepts times that RFC 3339 rejects. Data that fails to
+parse as JSON silently becomes a string, and the Kafka binding turns the record key
+into a `partitionkey` attribute. The decoders here apply the spec's MUST rules (see
+`cloudevent_rules`) and raise InvalidEventError for anything that breaks them.
 
-Kafka records are written in binary content mode (`ce_` headers, the data as the
-value, `partitionkey` as the key); binary and structured mode are both read. HTTP
+Kafka records are written in binary content mode: `ce_` headers, the data as the
+value and `partitionkey` as the key. Both binary and structured mode are read. HTTP
 requests are read in binary, structured and batch mode.
 """
 
@@ -38,7 +38,10 @@ STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 M = TypeVar("M", bound=BaseModel)
 _ID_NAMESPACE = uuid.UUID("7a4f6b8e-2f1c-4c1e-9a51-0d6b3f1e2c90")
-_JSON_NAMES, _KAFKA_NAMES, _HTTP_NAMES = "attribute '{}'", "header ce_{}", "header ce-{}"
+# Templates for naming an attribute in error messages, one per representation.
+_JSON_NAMES = "attribute '{}'"
+_KAFKA_NAMES = "header ce_{}"
+_HTTP_NAMES = "header ce-{}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +75,7 @@ def new_event(
 
     Raises InvalidEventError when an attribute breaks the spec (an empty or
     control-character subject, a naive time, a bad extension name) or the data
-    holds NaN or an infinity, which JSON cannot carry.
+    contains NaN or an infinity, which JSON cannot carry.
     """
     attributes: dict[str, Any] = {
         "specversion": rules.SPECVERSION,
@@ -167,11 +170,11 @@ def _invalid(where: str, message: str, reason: str = "invalid-cloudevent") -> In
 def _label(names: str, name: str) -> str:
     if name == "datacontenttype" and names != _JSON_NAMES:
         return "header content-type"
-    return names.format(name)
+    return names.format(rules.clip(name))
 
 
 def _check_attributes(attributes: dict[str, Any], where: str, names: str) -> None:
-    """Validate names, types and values in place; a `time` string becomes a datetime."""
+    """Validate names, types and values in place, replacing a `time` string with a datetime."""
     version = attributes.get("specversion")
     if version != rules.SPECVERSION:
         state = "is missing" if version is None else f"is {show(version)}"
@@ -195,7 +198,7 @@ def _build(attributes: dict[str, Any], data: Any, where: str) -> CloudEvent:
     except BaseCloudEventException as error:
         raise _invalid(where, f"the cloudevents SDK rejected the event ({error})") from None
     if not had_time:
-        # The constructor sets a missing `time` to now; the sender set none.
+        # The constructor sets a missing `time` to now, but the sender set none.
         del event.get_attributes()["time"]
     return event
 
@@ -221,7 +224,7 @@ def _read_data(body: bytes, content_type: str | None, where: str) -> Any:
 
 
 def _read_structured(body: bytes, content_type: str, where: str, batch_allowed: bool) -> tuple[bool, Any]:
-    """Parse a structured or batch body; return whether it is a batch, and the JSON document."""
+    """Parse a structured or batch body, and return whether it is a batch with the JSON document."""
     try:
         media = rules.parse_media_type(content_type.strip())
     except RuleError as error:
@@ -282,16 +285,19 @@ def to_kafka(event: CloudEvent) -> tuple[bytes | None, bytes, KafkaHeaders]:
     """
     content_type, value = _data_bytes(event)
     headers: KafkaHeaders = []
-    try:
-        for name, attribute in event.get_attributes().items():
-            if attribute is not None and name != "datacontenttype":
-                headers.append(("ce_" + name, rules.canonical_string(attribute).encode("utf-8")))
-        if content_type is not None:
-            headers.append(("content-type", content_type.encode("utf-8")))
-        partition_key = event.get_extension("partitionkey")
-        key = rules.canonical_string(partition_key).encode("utf-8") if partition_key is not None else None
-    except (RuleError, UnicodeEncodeError) as error:
-        raise InvalidEventError("invalid-cloudevent", f"event {event.get_id()}: cannot encode headers: {error}") from None
+    key = None
+    for name, attribute in event.get_attributes().items():
+        if attribute is None or name == "datacontenttype":
+            continue
+        try:
+            text = rules.canonical_string(attribute).encode("utf-8")
+        except (RuleError, UnicodeEncodeError) as error:
+            raise InvalidEventError("invalid-cloudevent", f"event {event.get_id()}: attribute {name!r} {error}") from None
+        headers.append(("ce_" + name, text))
+        if name == "partitionkey":
+            key = text
+    if content_type is not None:
+        headers.append(("content-type", content_type.encode("utf-8")))
     return key, value, headers
 
 
@@ -300,10 +306,10 @@ def _header_text(name: str, raw: Any, where: str) -> str:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise _invalid(where, f"header {name} is not UTF-8 ({error}); Kafka header values MUST be UTF-8") from None
+            raise _invalid(where, f"header {rules.clip(name)} is not UTF-8 ({error}); Kafka header values MUST be UTF-8") from None
     if isinstance(raw, str):
         return raw
-    raise _invalid(where, f"header {name} has no value; send the attribute's string form or drop the header")
+    raise _invalid(where, f"header {rules.clip(name)} has no value; send the attribute's string form or drop the header")
 
 
 def from_kafka(
@@ -322,15 +328,18 @@ def from_kafka(
     attributes: dict[str, Any] = {}
     content_type: str | None = None
     for name, raw in headers or ():
-        lowered = name.lower() if isinstance(name, str) else ""
-        if lowered.startswith("ce_"):
-            attribute = name[3:]
-            if not name.startswith("ce_") or not rules.is_attribute_name(attribute):
-                raise _invalid(where, f"header {name} names an invalid attribute: {rules.name_fix(attribute)}")
+        if not isinstance(name, str):
+            continue
+        if name.startswith("ce_") and rules.is_attribute_name(attribute := name[3:]):
             if attribute in attributes:
-                raise _invalid(where, f"header {name} appears twice; send each attribute once")
-            attributes[attribute] = _header_text(name, raw, where)
-        elif lowered == "content-type":
+                raise _invalid(where, f"header {rules.clip(name)} appears twice; send each attribute once")
+            try:
+                attributes[attribute] = raw.decode("utf-8")
+            except (AttributeError, UnicodeDecodeError):
+                attributes[attribute] = _header_text(name, raw, where)
+        elif name[:3].lower() == "ce_":
+            raise _invalid(where, f"header {rules.clip(name)} names an invalid attribute: {rules.name_fix(name[3:])}")
+        elif name.lower() == "content-type":
             content_type = _header_text(name, raw, where).strip()
     if content_type is not None and content_type[:23].lower() == "application/cloudevents":
         return _event_from_json(_read_structured(value, content_type, where, batch_allowed=False)[1], where)
@@ -360,7 +369,7 @@ def from_http(headers: Mapping[str, str], body: bytes, where: str = "request") -
     """Decode an HTTP request in binary, structured or batch mode into events.
 
     Header values of binary mode are percent-decoded (HTTP binding §3.1.3.2). A batch
-    may be empty; it is all or nothing, and errors name the first bad event.
+    may be empty. It is all or nothing, and errors name the first bad event.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
     body = body or b""
@@ -382,13 +391,13 @@ def from_http(headers: Mapping[str, str], body: bytes, where: str = "request") -
             continue
         attribute = name[3:]
         if not rules.is_attribute_name(attribute):
-            raise _invalid(where, f"header {name} names an invalid attribute: {rules.name_fix(attribute)}")
+            raise _invalid(where, f"header {rules.clip(name)} names an invalid attribute: {rules.name_fix(attribute)}")
         if not isinstance(value, str):
-            raise _invalid(where, f"header {name} is not text; send a percent-encoded string")
+            raise _invalid(where, f"header {rules.clip(name)} is not text; send a percent-encoded string")
         try:
             attributes[attribute] = rules.percent_decode(value)
         except RuleError as error:
-            raise _invalid(where, f"header {name} {error}") from None
+            raise _invalid(where, f"header {rules.clip(name)} {error}") from None
     return [_binary_event(attributes, content_type and content_type.strip(), body, where, _HTTP_NAMES)]
 
 
@@ -410,15 +419,19 @@ def to_http_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     """Encode an event as binary-mode HTTP headers, percent-encoded, and body."""
     content_type, body = _data_bytes(event)
     headers: dict[str, str] = {}
-    try:
-        for name, value in event.get_attributes().items():
-            if value is not None and name != "datacontenttype":
-                headers["ce-" + name] = rules.percent_encode(rules.canonical_string(value))
-        if content_type is not None:
+    for name, value in event.get_attributes().items():
+        if value is None or name == "datacontenttype":
+            continue
+        try:
+            headers["ce-" + name] = rules.percent_encode(rules.canonical_string(value))
+        except RuleError as error:
+            raise InvalidEventError("invalid-cloudevent", f"event {event.get_id()}: attribute {name!r} {error}") from None
+    if content_type is not None:
+        try:
             rules.parse_media_type(content_type)
-            headers["content-type"] = content_type
-    except RuleError as error:
-        raise InvalidEventError("invalid-cloudevent", f"event {event.get_id()}: cannot encode headers: {error}") from None
+        except RuleError as error:
+            raise InvalidEventError("invalid-cloudevent", f"event {event.get_id()}: datacontenttype {error}") from None
+        headers["content-type"] = content_type
     return headers, body
 
 

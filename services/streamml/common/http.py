@@ -86,6 +86,9 @@ def build_http_app(
                 return _error(413, "body-too-large", f"body is over the limit of {max_body_bytes} bytes; split it into smaller batches", request_id)
         try:
             events = from_http(headers, bytes(body), where=f"HTTP request {request_id}")
+            if not events:
+                # The batch format allows an empty array, but a delivery of nothing is a client bug.
+                raise InvalidEventError("invalid-batch", f"HTTP request {request_id}: the batch is empty; send at least one event")
             outputs = await run_in_threadpool(process, events)
         except InvalidEventError as error:
             try:

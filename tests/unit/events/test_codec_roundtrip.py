@@ -101,5 +101,5 @@ def test_http_batch_round_trip(events):
     body = json.dumps([to_structured_json(event) for event in events]).encode()
     decoded = from_http({"content-type": BATCH}, body)
     assert len(decoded) == len(events)
-    for one, original in zip(decoded, events):
-        assert_same(one, original)
+    for event, original in zip(decoded, events):
+        assert_same(event, original)

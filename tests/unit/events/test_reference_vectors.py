@@ -20,7 +20,7 @@ from streamml.common import cloudevent_rules as rules
 from streamml.common.errors import InvalidEventError
 from streamml.common.events import BATCH, STRUCTURED, from_http, from_kafka, to_http_binary, to_http_structured, to_kafka
 
-# Golden samples of conformance format/README.md, written out in code as that README asks.
+# Golden samples of conformance format/README.md, written out in code as that README recommends.
 _MINIMAL = {"specversion": "1.0", "id": "minimal", "type": "io.cloudevents.test", "source": "https://cloudevents.io"}
 _WHEN = datetime(2018, 4, 5, 17, 31, tzinfo=timezone.utc)
 GOLDEN_EVENTS: dict[str, tuple[dict[str, Any], Any]] = {
@@ -115,7 +115,8 @@ def assert_matches(event, attributes: dict[str, Any], data: Any) -> None:
         elif isinstance(expected, bytes) and isinstance(value, str):
             assert base64.b64decode(value) == expected, f"{name}: {value!r} is not base64 of {expected!r}"
         else:
-            assert value == expected and type(value) is type(expected), f"{name}: {value!r} != {expected!r}"
+            assert value == expected, f"{name}: {value!r} != {expected!r}"
+            assert type(value) is type(expected), f"{name}: {type(value).__name__} is not {type(expected).__name__}"
     assert event.get_data() == data
 
 
@@ -129,7 +130,7 @@ def structured_readers(body: bytes) -> dict[str, Any]:
 
 @pytest.mark.parametrize("transport", ["http", "kafka"])
 @pytest.mark.parametrize("test", _tests("valid-events.json", "event"))
-def test_valid_json_event_decodes_to_golden_sample(test, transport):
+def test_valid_event_matches_golden(test, transport):
     test = given(test)
     event = structured_readers(json.dumps(test["event"]).encode())[transport]()
     assert_matches(event, *GOLDEN_EVENTS[test["sampleId"]])
@@ -146,7 +147,7 @@ def test_invalid_json_event_is_rejected(test, transport):
 
 
 @pytest.mark.parametrize("test", _tests("valid-batches.json", "batch"))
-def test_valid_batch_decodes_to_golden_batch(test):
+def test_valid_batch_matches_golden(test):
     test = given(test)
     events = from_http({"content-type": f"{BATCH}; charset=utf-8"}, json.dumps(test["batch"]).encode())
     expected = GOLDEN_BATCHES[test["sampleId"]]
@@ -164,7 +165,7 @@ def test_invalid_batch_is_rejected(test):
 
 
 @pytest.mark.parametrize("test", _tests("valid-events.json", "event"))
-def test_valid_json_event_survives_every_encoding(test):
+def test_valid_event_survives_reencoding(test):
     test = given(test)
     original = from_http({"content-type": STRUCTURED}, json.dumps(test["event"]).encode())[0]
     assert_round_trips(original)
@@ -261,7 +262,7 @@ def test_kafka_binding_feature(scenario):
     assert_scenario(event, scenario)
 
 
-def test_feature_files_hold_binary_and_structured_scenarios():
+def test_features_cover_both_modes():
     names = [scenario.name for feature in ("http", "kafka") for scenario in _feature_names(feature)]
     assert sum("Binary" in name for name in names) == 3
     assert sum("Structured" in name for name in names) == 4
