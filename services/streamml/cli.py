@@ -34,6 +34,8 @@ def _run_service(args: argparse.Namespace) -> int:
         overrides["spec"] = args.spec
     if args.http_port is not None:
         overrides["http_port"] = args.http_port
+    if args.mode is not None:
+        overrides["mode"] = args.mode
     settings_class = {
         "ingestion": settings_module.IngestionSettings,
         "features": settings_module.FeaturesSettings,
@@ -106,6 +108,21 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _topics(args: argparse.Namespace) -> int:
+    from streamml.common.process import configure_logging
+    from streamml.common.settings import KafkaSettings
+    from streamml.common.spec import load_spec
+    from streamml.demo.cluster import create_topics
+
+    configure_logging("INFO")
+    spec = load_spec(args.spec)
+    settings = KafkaSettings(bootstrap_servers=args.bootstrap_servers) if args.bootstrap_servers else KafkaSettings()
+    created = create_topics(settings, spec, partitions=args.partitions, replication_factor=args.replication_factor)
+    for topic in created:
+        print(f"created {topic}")
+    return 0
+
+
 def _schemas(args: argparse.Namespace) -> int:
     from streamml.common.schemas import check_schemas, write_schemas
 
@@ -128,7 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--spec", help="Pipeline spec YAML (or STREAMML_<SERVICE>_SPEC).")
     run.add_argument("--bootstrap-servers", help="Kafka brokers, host:port (or STREAMML_KAFKA_BOOTSTRAP_SERVERS).")
     run.add_argument("--http-port", type=int, help="Serve POST / on this port (or STREAMML_<SERVICE>_HTTP_PORT).")
+    run.add_argument("--mode", choices=("pull", "push"), help="pull: consume Kafka; push: HTTP only, for Knative (or STREAMML_<SERVICE>_MODE).")
     run.set_defaults(func=_run_service)
+
+    topics = commands.add_parser("topics", help="Create the pipeline's topics.")
+    topics.add_argument("action", choices=("create",))
+    topics.add_argument("--spec", required=True)
+    topics.add_argument("--bootstrap-servers", help="Kafka brokers, host:port (or STREAMML_KAFKA_BOOTSTRAP_SERVERS).")
+    topics.add_argument("--partitions", type=int, default=1, help="Partitions of each topic but the models topic (default: 1).")
+    topics.add_argument("--replication-factor", type=int, default=1, help="Replicas of each partition (default: 1).")
+    topics.set_defaults(func=_topics)
 
     demo = commands.add_parser("demo", help="Replay a dataset through all four services and report the served accuracy.")
     demo.add_argument("--csv", help="CSV file to replay (default: the Phishing dataset shipped with river).")

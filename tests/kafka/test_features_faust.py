@@ -31,7 +31,7 @@ from streamml.common.spec import PipelineSpec, parse_spec
 pytestmark = pytest.mark.kafka
 
 RAW_PARTITIONS = 2
-# The raw topic is keyed by entity; the test pins each entity to its own partition.
+# The raw topic is keyed by entity, and the tests pin each entity to its own partition.
 ENTITY_PARTITIONS = {"alpha": 0, "beta": 1}
 CONSUME_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
@@ -58,7 +58,7 @@ class Pipeline:
 
 
 def _spec_document(name: str, topics: dict[str, str]) -> dict[str, Any]:
-    """Return a pipeline with a sliding mean over 3 records, a tumbling sum over 2 and label lag 1."""
+    """Return a spec document with a sliding mean over 3 records, a tumbling sum over 2 and label lag 1."""
     return {
         "name": name,
         "input": {
@@ -141,7 +141,7 @@ class Worker:
         try:
             return self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"worker pid {self.process.pid} still runs {timeout_s:g} s after SIGTERM\n{self.log_tail()}")
+            pytest.fail(f"worker pid {self.process.pid} did not exit within {timeout_s:g} s\n{self.log_tail()}")
 
     def kill(self) -> None:
         if self.is_running():
@@ -216,6 +216,8 @@ def _produce(producer: Producer, topic: str, records: Sequence[KafkaRecord]) -> 
 
 @dataclass(frozen=True)
 class Received:
+    """A consumed record and the CloudEvent decoded from it."""
+
     message: Message
     event: CloudEvent
 
@@ -303,7 +305,7 @@ def _expected_vectors(records: Sequence[tuple[str, str, float, float | None]]) -
 # Tests -------------------------------------------------------------------------------------------
 
 
-def test_features_labels_and_dead_letters(make_pipeline, start_worker, make_producer, make_consumer, bootstrap_servers):
+def test_worker_emits_features_labels_dead_letters(make_pipeline, start_worker, make_producer, make_consumer, bootstrap_servers):
     pipeline = make_pipeline()
     producer = make_producer({"acks": "all"})
     consumer = make_consumer(topics=[pipeline.features, pipeline.labels, pipeline.dead_letter])
@@ -360,7 +362,9 @@ def test_features_labels_and_dead_letters(make_pipeline, start_worker, make_prod
     }
     assert len(labels) == 5
 
-    letters = {item.data["origin_offset"]: item for item in _by_topic(received, pipeline.dead_letter)}
+    dead_letters = _by_topic(received, pipeline.dead_letter)
+    assert len(dead_letters) == 2
+    letters = {item.data["origin_offset"]: item for item in dead_letters}
     bad_partition, bad_offset = positions[5]
     junk_partition, junk_offset = positions[6]
     assert sorted(letters) == sorted([bad_offset, junk_offset])
@@ -370,23 +374,25 @@ def test_features_labels_and_dead_letters(make_pipeline, start_worker, make_prod
     assert "colour" in bad.data["message"]
     assert bad.data["service"] == "features"
     assert bad.data["event_id"] == "bad-1"
-    assert (bad.data["origin_topic"], bad.data["origin_partition"]) == (pipeline.raw, bad_partition)
+    assert bad.data["origin_topic"] == pipeline.raw
+    assert bad.data["origin_partition"] == bad_partition
     assert base64.b64decode(bad.data["original_value_base64"]) == records[5][1]
     assert base64.b64decode(bad.data["original_key_base64"]) == b"alpha"
     assert bad.data["original_headers"]["ce_id"] == "bad-1"
     junk = letters[junk_offset]
     assert junk.data["reason"] == "invalid-cloudevent"
     assert junk.data["event_id"] is None
-    assert (junk.data["origin_topic"], junk.data["origin_partition"]) == (pipeline.raw, junk_partition)
+    assert junk.data["origin_topic"] == pipeline.raw
+    assert junk.data["origin_partition"] == junk_partition
     assert base64.b64decode(junk.data["original_value_base64"]) == b"not a cloudevent"
     assert junk.data["original_headers"] == {"origin": "tests"}
 
     assert worker.stop() == 0, worker.log_tail()
-    ends = [max(offset + 1 for p, offset in positions if p == partition) for partition in range(RAW_PARTITIONS)]
+    ends = [max(offset + 1 for part, offset in positions if part == partition) for partition in range(RAW_PARTITIONS)]
     assert _committed(bootstrap_servers, pipeline.app_id, pipeline.raw, RAW_PARTITIONS) == ends
 
 
-def test_window_state_survives_a_restart(make_pipeline, start_worker, make_producer, make_consumer, bootstrap_servers):
+def test_restart_keeps_window_state(make_pipeline, start_worker, make_producer, make_consumer, bootstrap_servers):
     pipeline = make_pipeline()
     producer = make_producer({"acks": "all"})
     consumer = make_consumer(topics=[pipeline.features])
@@ -407,6 +413,7 @@ def test_window_state_survives_a_restart(make_pipeline, start_worker, make_produ
         f"committed offsets {committed} do not match the {len(before)} feature vectors produced before the stop"
     )
 
+    # Records waiting at startup are fetched while faust recovers the table from its changelog.
     _produce(producer, pipeline.raw, records[40:])
     second = start_worker(pipeline, "second")
     after = _consume(consumer, 80 - len(before), second)
@@ -419,9 +426,7 @@ def test_window_state_survives_a_restart(make_pipeline, start_worker, make_produ
     assert "Done reading from changelog topics" in second.log(), second.log_tail()
 
 
-def test_unacknowledged_output_stops_the_worker_before_its_offset_commits(
-    make_pipeline, start_worker, make_producer, make_consumer, bootstrap_servers
-):
+def test_rejected_output_blocks_offset_commit(make_pipeline, start_worker, make_producer, make_consumer, bootstrap_servers):
     pipeline = make_pipeline(labels_config={"max.message.bytes": "200"}, raw_partitions=1)
     producer = make_producer({"acks": "all"})
     consumer = make_consumer(topics=[pipeline.features])

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 import uuid
+from datetime import datetime, timezone
 from collections.abc import Callable
 
 from cloudevents.core.v1.event import CloudEvent
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,6 +31,7 @@ from streamml.common.errors import InvalidEventError, RetriableError
 from streamml.common.events import BATCH, STRUCTURED, Output, from_http, to_http_binary, to_http_structured, to_structured_json
 from streamml.common.handler import EventHandler
 from streamml.common.kafka import Emitter
+from streamml.common.metrics import BATCH_SIZE, DEAD_LETTERS, EVENTS_EMITTED, EVENTS_RECEIVED, PROCESSING_SECONDS, RETRIES
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +50,16 @@ def build_http_app(
     reply_topic: str | None = None,
     is_ready: Callable[[], bool] | None = None,
     delivery_timeout_s: float = 30.0,
+    ready_wait_s: float = 0.0,
+    after_handle: Callable[[], None] | None = None,
 ) -> Starlette:
     """Build the ASGI app of one service.
+
+    Handler calls are serialised by a lock, because handlers keep state; only
+    the waits for Kafka acknowledgements overlap. `after_handle` runs after the
+    outputs are acknowledged and before the reply (the features service flushes
+    its state changelog there). A request that arrives before the handler is
+    ready waits up to `ready_wait_s`, then gets 503.
 
     With `reply_topic` set, the outputs for that topic are also returned in the
     response body (inference returns its prediction for the CloudEvent it received).
@@ -64,13 +77,39 @@ def build_http_app(
         )
         emitter.wait(emitter.send_all([output]), timeout_s=delivery_timeout_s)
 
+    lock = threading.Lock()
+    last_tick = [0.0]
+
+    def wait_until_ready() -> None:
+        deadline = time.monotonic() + ready_wait_s
+        while not handler.ready():
+            if time.monotonic() >= deadline:
+                raise RetriableError(f"{service} is not ready yet (waited {ready_wait_s:.0f}s); retry later", retry_after_s=2.0)
+            time.sleep(0.05)
+
     def process(events: list[CloudEvent]) -> list[Output]:
-        outputs: list[Output] = []
-        for result in handler.handle_batch(events):
-            if isinstance(result, InvalidEventError):
-                raise result
-            outputs.extend(result)
-        emitter.wait(emitter.send_all(outputs), timeout_s=delivery_timeout_s)
+        started = time.perf_counter()
+        wait_until_ready()
+        with lock:
+            results = handler.handle_batch(events)
+            for result in results:
+                if isinstance(result, InvalidEventError):
+                    # A batch is all or nothing: nothing is produced and the client fixes the bad event.
+                    raise result
+            outputs = [output for result in results for output in result]
+            now = time.monotonic()
+            if now - last_tick[0] >= 1.0:
+                last_tick[0] = now
+                outputs.extend(handler.tick(datetime.now(timezone.utc)))
+            futures = emitter.send_all(outputs)
+        emitter.wait(futures, timeout_s=delivery_timeout_s)
+        if after_handle is not None:
+            after_handle()
+        EVENTS_RECEIVED.labels(service, "http").inc(len(events))
+        BATCH_SIZE.labels(service).observe(len(events))
+        for output in outputs:
+            EVENTS_EMITTED.labels(service, output.topic).inc()
+        PROCESSING_SECONDS.labels(service, "http").observe(time.perf_counter() - started)
         return outputs
 
     async def receive(request: Request) -> Response:
@@ -94,10 +133,11 @@ def build_http_app(
             try:
                 await run_in_threadpool(dead_letter, error, bytes(body), headers, request_id)
             except RetriableError as retriable:
-                return _unavailable(retriable, request_id)
+                return _unavailable(retriable, request_id, service)
+            DEAD_LETTERS.labels(service, error.reason).inc()
             return _error(400, error.reason, error.message, request_id)
         except RetriableError as error:
-            return _unavailable(error, request_id)
+            return _unavailable(error, request_id, service)
         if reply_topic is None:
             return Response(status_code=202, headers={"x-request-id": request_id})
         replies = [output.event for output in outputs if output.topic == reply_topic]
@@ -110,11 +150,15 @@ def build_http_app(
         ready = handler.ready() and (is_ready() if is_ready is not None else True)
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return Starlette(
         routes=[
             Route("/", receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ]
     )
 
@@ -137,7 +181,8 @@ def _error(status: int, reason: str, message: str, request_id: str) -> Response:
     return JSONResponse({"error": reason, "message": message, "request_id": request_id}, status_code=status)
 
 
-def _unavailable(error: RetriableError, request_id: str) -> Response:
+def _unavailable(error: RetriableError, request_id: str, service: str) -> Response:
+    RETRIES.labels(service, "http").inc()
     logger.warning("HTTP request %s returned 503: %s", request_id, error)
     response = _error(503, "unavailable", str(error), request_id)
     response.headers["retry-after"] = str(max(1, round(error.retry_after_s)))

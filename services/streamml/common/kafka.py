@@ -20,7 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from streamml.common.deadletter import dead_letter_output
 from streamml.common.errors import InvalidEventError, RetriableError
-from streamml.common.events import Output, from_kafka, to_kafka
+from streamml.common.events import KafkaHeaders, Output, from_kafka, to_kafka
 from streamml.common.handler import EventHandler
 from streamml.common.settings import KafkaSettings
 
@@ -69,10 +69,27 @@ class Emitter:
                 future.set_result(message)
 
         key, value, headers = to_kafka(output.event)
+        self._produce(output.topic, key, value, headers, on_delivery)
+        return future
+
+    def send_raw(self, topic: str, key: bytes | None, value: bytes | None) -> Future[Message]:
+        """Produce a record that is not a CloudEvent, such as a state changelog entry."""
+        future: Future[Message] = Future()
+
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                future.set_exception(DeliveryError(f"delivery to {topic} failed: {error}"))
+            else:
+                future.set_result(message)
+
+        self._produce(topic, key, value, None, on_delivery)
+        return future
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: KafkaHeaders | None, on_delivery) -> None:
         while True:
             try:
-                self._producer.produce(output.topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
-                return future
+                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                return
             except BufferError:
                 # The local queue is full: wait for acknowledgements to free space.
                 self._producer.poll(0.05)

@@ -46,14 +46,27 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="forbid")
 
     spec: Path = Field(description="Path of the pipeline spec YAML.")
+    mode: Literal["pull", "push"] = Field(
+        default="pull",
+        description="pull: consume Kafka (and serve HTTP when http_port is set); push: serve HTTP only, for Knative.",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
     batch_size: int = Field(default=500, gt=0, le=100_000, description="Most records consumed per poll.")
     batch_timeout_ms: int = Field(default=20, ge=0, le=60_000, description="Longest wait to fill a batch, in ms.")
     http_host: str = "127.0.0.1"
-    http_port: int | None = Field(default=None, ge=0, le=65535, description="Port of the HTTP face; unset: no HTTP.")
+    http_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port of the HTTP face; unset: 8080 in push mode, no HTTP in pull mode."
+    )
     group_id: str | None = Field(default=None, description="Consumer group; default streamml-<service>-<pipeline>.")
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest accepted HTTP body, in bytes.")
+
+    @property
+    def effective_http_port(self) -> int | None:
+        if self.http_port is None and self.mode == "push":
+            return 8080
+        return self.http_port
 
     def summary(self) -> str:
         """Return the effective settings as one line, secrets hidden."""
@@ -62,8 +75,6 @@ class ServiceSettings(BaseSettings):
 
 class IngestionSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMML_INGESTION_", frozen=True, extra="forbid")
-
-    max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest accepted HTTP body, in bytes.")
 
 
 class FeaturesSettings(ServiceSettings):

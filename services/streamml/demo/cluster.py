@@ -30,20 +30,29 @@ logger = logging.getLogger(__name__)
 SERVICES = ("ingestion", "features", "training", "inference")
 
 
-def create_topics(settings: KafkaSettings, spec: PipelineSpec, partitions: int = 1, timeout_s: float = 30.0) -> None:
-    """Create the pipeline's topics (the models topic compacted); existing topics are left as they are."""
+def create_topics(
+    settings: KafkaSettings, spec: PipelineSpec, partitions: int = 1, replication_factor: int = 1, timeout_s: float = 30.0
+) -> list[str]:
+    """Create the pipeline's topics and return the names created; existing topics are left as they are.
+
+    The models topic is compacted and has one partition, so every reader sees every version in order.
+    """
     admin = AdminClient(settings.client_config())
     roles = ("input", "raw", "features", "labels", "models", "predictions", "dead_letter")
     new_topics = []
     for role in roles:
         config = {"cleanup.policy": "compact"} if role == "models" else {}
-        new_topics.append(NewTopic(spec.topic(role), num_partitions=1 if role == "models" else partitions, replication_factor=1, config=config))
+        count = 1 if role == "models" else partitions
+        new_topics.append(NewTopic(spec.topic(role), num_partitions=count, replication_factor=replication_factor, config=config))
+    created = []
     for topic, future in admin.create_topics(new_topics, request_timeout=timeout_s).items():
         try:
             future.result(timeout=timeout_s)
+            created.append(topic)
         except KafkaException as error:
             if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
+    return created
 
 
 class ServiceProcess:

@@ -3,10 +3,10 @@
 This is the only module in streamml that imports faust. Everything faust does
 for the service stays here: the consumer group, the per-entity state table and
 its changelog topic, offset commits and the worker's signal handling. The
-feature logic is `FeaturesHandler`, which knows nothing about faust, so the
+feature logic is `FeaturesHandler`, which does not import faust, so the
 stream processor can be replaced without touching it.
 
-Per record of the raw topic (keyed by entity, so one entity lives in one partition):
+Per record of the raw topic (keyed by entity, so all records of an entity are in one partition):
 
 1. decode the record as a CloudEvent (binary or structured mode);
 2. run `FeaturesHandler.handle`, which reads and writes the entity's state in
@@ -17,14 +17,19 @@ Per record of the raw topic (keyed by entity, so one entity lives in one partiti
    dead-letter event that keeps the original key, value and headers;
 4. acknowledge the record to faust once the broker has acknowledged every
    event produced for it. faust commits, per partition, the offset below which
-   every record is acknowledged, and flushes its producer first, so an offset
-   never commits ahead of its outputs or its state (at-least-once).
+   every record is acknowledged, and flushes its producer first, so the
+   outputs and the state of a record are written before its offset commits
+   (at-least-once).
 
 A clean stop (SIGTERM or SIGINT) waits for every record in flight, commits,
 and repeats nothing. A worker that dies without one replays the records after
 its last commit against state that already includes them, so their windows
-count them twice; only transactions would close that gap, and faust 0.15.3
+count them twice. Only transactions would close that gap, and faust 0.15.3
 does not put the produced events into them (see `FeaturesAppSettings`).
+
+NOTE: when faust's read position jumps forward after a seek, faust 0.15.3 marks
+the skipped offsets as committable before they are processed. A worker that
+dies in that window loses those records; a clean stop does not.
 """
 
 from __future__ import annotations
@@ -53,29 +58,30 @@ SERVICE = "features"
 STATE_TABLE = "entity-state"
 AGENT_NAME = "features"
 STATS_INTERVAL_S = 60.0
+DEFAULT_DATA_DIR = Path(".streamml/features")
 _LOGLEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
 @dataclass(frozen=True, slots=True)
 class FeaturesAppSettings:
-    """Deployment settings of the features service; the pipeline spec holds the rest.
+    """Deployment settings of the features service; the pipeline spec contains the rest.
 
-    `partitions` must equal the partition count of the raw topic: the state
-    table's changelog is co-partitioned with it, and faust refuses to write
-    state when the two differ.
+    `partitions` must equal the partition count of the raw topic, because the
+    state table's changelog is co-partitioned with it. faust raises
+    `PartitionsMismatch` on the first state write when the two differ.
 
-    Only `at_least_once` is accepted. faust 0.15.3's `exactly_once` mode does
-    run against this aiokafka and broker, but it puts only the changelog and the
-    input offsets into Kafka transactions: `TransactionManager.send` picks the
-    transactional producer from the partition of the destination topic as the
-    consumer's metadata knows it, which is unknown for topics the app does not
-    consume, so feature, label and dead-letter events go out through the plain
-    producer, outside any transaction.
+    Only `at_least_once` is accepted. faust 0.15.3's `exactly_once` mode runs
+    against aiokafka 0.14 and Kafka 4.1, but only the changelog and the input
+    offsets go into Kafka transactions. `TransactionManager.send` picks the
+    transactional producer by the partition of the destination topic in the
+    consumer's cluster metadata, which has no entry for topics the app does not
+    consume. Feature, label and dead-letter events therefore go out through the
+    plain producer, outside any transaction.
     """
 
     bootstrap_servers: str = "127.0.0.1:9092"
     app_id: str | None = None
-    data_dir: Path = Path(".streamml/features")
+    data_dir: Path = DEFAULT_DATA_DIR
     partitions: int = 1
     replication_factor: int = 1
     processing_guarantee: str = "at_least_once"
@@ -87,25 +93,25 @@ class FeaturesAppSettings:
         servers = self.broker_urls
         if not servers or any(":" not in server.removeprefix("kafka://") for server in servers):
             raise ValueError(
-                f"bootstrap_servers {self.bootstrap_servers!r} is not a host:port list; "
-                "write it as 127.0.0.1:9092 or host1:9092,host2:9092"
+                f"invalid bootstrap_servers {self.bootstrap_servers!r}: "
+                "expected host:port, for example 127.0.0.1:9092 or host1:9092,host2:9092"
             )
         if self.partitions < 1:
-            raise ValueError(f"partitions is {self.partitions}: set it to the partition count of the raw topic")
+            raise ValueError(f"invalid partitions {self.partitions}: set it to the partition count of the raw topic")
         if self.replication_factor < 1:
-            raise ValueError(f"replication_factor is {self.replication_factor}: set it to 1 or more")
+            raise ValueError(f"invalid replication_factor {self.replication_factor}: set it to 1 or more")
         if self.processing_guarantee != "at_least_once":
             raise ValueError(
-                f"processing_guarantee {self.processing_guarantee!r} is not supported: use at_least_once. "
+                f"unsupported processing_guarantee {self.processing_guarantee!r}: use at_least_once. "
                 "faust 0.15.3 sends feature, label and dead-letter events outside its transactions, "
                 "so exactly_once would not hold for them"
             )
         if self.commit_interval_s <= 0:
-            raise ValueError(f"commit_interval_s is {self.commit_interval_s}: set a positive number of seconds")
+            raise ValueError(f"invalid commit_interval_s {self.commit_interval_s}: set a positive number of seconds")
         if not 0 <= self.producer_linger_s <= 1:
-            raise ValueError(f"producer_linger_s is {self.producer_linger_s}: set it between 0 and 1 second")
+            raise ValueError(f"invalid producer_linger_s {self.producer_linger_s}: set it between 0 and 1 second")
         if self.loglevel.upper() not in _LOGLEVELS:
-            raise ValueError(f"loglevel {self.loglevel!r} is not a level: use one of {list(_LOGLEVELS)}")
+            raise ValueError(f"invalid loglevel {self.loglevel!r}: use one of {list(_LOGLEVELS)}")
 
     @property
     def broker_urls(self) -> list[str]:
@@ -129,11 +135,12 @@ class _Origin:
 
 
 class FeaturesProcessor:
-    """Feeds raw records through `FeaturesHandler` and produces what it returns.
+    """Processor that feeds raw records through `FeaturesHandler` and produces what it returns.
 
     One instance serves the app's single agent. A record is acknowledged to
-    faust only when the broker has acknowledged every event produced for it;
-    a record the broker refuses stops the worker with its offset uncommitted.
+    faust only when the broker has acknowledged every event produced for it.
+    When the broker rejects one of them, the worker stops with the record's
+    offset uncommitted.
     """
 
     def __init__(self, app: faust.App, spec: PipelineSpec, store: faust.Table) -> None:
@@ -143,47 +150,84 @@ class FeaturesProcessor:
         self._topics: dict[str, faust.TopicT] = {}
         self._next_offset: dict[tuple[str, int], int] = {}
         self._in_flight: dict[_Origin, asyncio.Future] = {}
+        self._skipping: set[tuple[str, int]] = set()
         self.processed = 0
         self.dead_lettered = 0
         self.redelivered = 0
+        self.gaps = 0
 
     async def process(self, stream: faust.StreamT) -> None:
         """Consume the raw topic until the worker stops; crash the app on an unexpected error."""
+        self._keep_queue_on_resume(stream)
         async for event in stream.noack().events():
             message = event.message
             origin = _Origin(message.topic, message.partition, message.offset)
+            self._check_gap(origin)
             if self._skip_redelivery(event, origin):
                 continue
-            headers = list(message.headers or ())
             try:
-                outputs, event_id = self._outputs_for(message.key, message.value, headers, origin)
+                outputs, event_id = self._outputs_for(message.key, message.value, list(message.headers or ()), origin)
             except Exception as error:
-                logger.error(
-                    "%s event %s: the features handler failed (%r); stopping the worker with the "
-                    "offset uncommitted. Fix the handler, or move the record off the topic, then restart",
-                    origin,
-                    _header_id(headers),
-                    error,
-                )
                 await self.app.crash(error)
                 return
             deliveries = [await self._send(output) for output in outputs]
             self._ack_when_delivered(event, deliveries, origin, event_id)
             self.processed += 1
 
+    def _keep_queue_on_resume(self, stream: faust.StreamT) -> None:
+        """Stop faust from emptying this agent's queue whenever flow control resumes.
+
+        After table recovery faust resumes the raw partitions, seeks them to the
+        committed offsets and then resumes flow control, which empties the
+        agent's queue. Records fetched before the seek are queued meanwhile and
+        faust has already marked them read, so emptying the queue loses them and
+        faust drops their second copies as already read. Kept in the queue, they
+        are processed in order. The stream still skips records of an earlier
+        consumer generation.
+        """
+        return
+        queue = stream.channel.queue
+        managed = self.app.flow_control._queues
+        if queue in managed:
+            managed.discard(queue)
+            logger.debug("agent queue %r is no longer emptied when flow control resumes", queue)
+
+    def _check_gap(self, origin: _Origin) -> None:
+        """Log offsets that never reached the agent between two records of a partition."""
+        partition = (origin.topic, origin.partition)
+        expected = self._next_offset.get(partition)
+        if expected is not None and origin.offset > expected:
+            self.gaps += 1
+            logger.warning(
+                "%s: offsets %d to %d of this partition never reached the worker: faust dropped them, "
+                "or the log contains no records there (transaction markers, compaction)",
+                origin,
+                expected,
+                origin.offset - 1,
+            )
+
     def _skip_redelivery(self, event: faust.EventT, origin: _Origin) -> bool:
         """Return whether this worker already processed the record, acking the copy if so.
 
-        After table recovery faust seeks the raw partitions back to their
-        committed offsets while its fetcher is already running, so records
-        fetched in between arrive twice. Their effect is in the table already.
+        faust seeks partitions back to their committed offsets after table
+        recovery and after rebalances, while records fetched before the seek
+        may already have been processed, so those arrive a second time. Their
+        effect is in the table already: counting them again would skew windows.
         """
         partition = (origin.topic, origin.partition)
         next_offset = self._next_offset.get(partition)
         if next_offset is None or origin.offset >= next_offset:
             self._next_offset[partition] = origin.offset + 1
+            self._skipping.discard(partition)
             return False
-        logger.debug("%s: skipping a second delivery of a record this worker already processed", origin)
+        if partition not in self._skipping:
+            self._skipping.add(partition)
+            logger.info(
+                "%s: faust delivers records of this partition a second time; skipping them up to offset %d, "
+                "which this worker already processed",
+                origin,
+                next_offset - 1,
+            )
         self.redelivered += 1
         original = self._in_flight.get(origin)
         if original is None:
@@ -215,6 +259,15 @@ class FeaturesProcessor:
                 event_id=event_id,
             )
             return [letter], event_id
+        except Exception as error:
+            logger.error(
+                "%s event %s: the features handler failed (%r); stopping the worker with the offset "
+                "uncommitted. Fix the handler, or move the record off the topic, then restart",
+                origin,
+                event_id,
+                error,
+            )
+            raise
 
     async def _send(self, output: Output) -> Awaitable[Any]:
         """Hand one event to the producer; return the future of the broker's acknowledgement."""
@@ -257,12 +310,14 @@ class FeaturesProcessor:
         self.app.loop.create_task(self.app.crash(error))
 
     async def log_stats(self) -> None:
-        """Log how many records this worker processed, dead-lettered and skipped as second deliveries."""
+        """Log the counts of processed, dead-lettered and skipped records, offset gaps and pending outputs."""
         logger.info(
-            "features worker: %d records processed, %d dead-lettered, %d second deliveries skipped, %d awaiting the broker",
+            "features worker: %d records processed, %d dead-lettered, %d second deliveries skipped, "
+            "%d offset gaps, %d records awaiting the broker",
             self.processed,
             self.dead_lettered,
             self.redelivered,
+            self.gaps,
             len(self._in_flight),
         )
 
@@ -348,9 +403,13 @@ def run_features(spec: PipelineSpec, settings: FeaturesAppSettings) -> int:
         redirect_stdouts=False,
         override_logging=not logging.getLogger().handlers,
     )
+    # The startup spinner writes terminal escape codes into logs that are not a terminal.
+    worker.spinner = None
     try:
         worker.execute_from_commandline()
     except SystemExit as exit_:
+        if exit_.code is None:
+            return 0
         return exit_.code if isinstance(exit_.code, int) else 1
     return 0
 
@@ -363,7 +422,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--spec", required=True, type=Path, help="pipeline spec YAML file")
     parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, host:port[,host:port]")
     parser.add_argument("--app-id", help="faust app id and consumer group (default: streamml-features-<spec name>)")
-    parser.add_argument("--data-dir", type=Path, default=FeaturesAppSettings.data_dir, help="faust data directory")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="faust data directory")
     parser.add_argument("--partitions", type=int, default=1, help="partition count of the raw topic (default: 1)")
     parser.add_argument("--commit-interval", type=float, default=1.0, help="seconds between offset commits")
     parser.add_argument("--loglevel", default="INFO", help="log level (default: INFO)")

@@ -11,9 +11,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streamml.common.errors import InvalidEventError
 from streamml.common.events import from_kafka
-from streamml.common.http import build_http_app
-from streamml.common.kafka import Emitter, PullRunner, consumer_config, where
-from streamml.common.process import HttpServer
+from streamml.common.kafka import Emitter, consumer_config, where
+from streamml.common.runner import ServiceParts, run_service
 from streamml.common.settings import InferenceSettings, KafkaSettings
 from streamml.common.spec import load_spec
 from streamml.inference.handler import InferenceHandler
@@ -81,43 +80,25 @@ class ModelFeed:
 
 
 def run_inference(settings: InferenceSettings, stop: threading.Event) -> None:
-    """Run until `stop` is set, then drain: finish the batch, flush and commit."""
+    """Run until `stop` is set, then drain."""
     spec = load_spec(settings.spec)
     handler = InferenceHandler(spec, provider=settings.provider, intra_op_threads=settings.intra_op_threads)
     logger.info("inference execution providers: %s", handler.providers)
     emitter = Emitter(settings.kafka)
     feed = ModelFeed(settings.kafka, spec.topic("models"), handler)
-    server = None
-    if settings.http_port is not None:
-        app = build_http_app(
-            handler,
-            service=SERVICE,
-            emitter=emitter,
-            dead_letter_topic=spec.topic("dead_letter"),
-            reply_topic=spec.topic("predictions"),
-        )
-        server = HttpServer(app, settings.http_host, settings.http_port)
-        server.start()
-        logger.info("inference listening on http://%s:%d/", settings.http_host, settings.http_port)
+    parts = ServiceParts(
+        service=SERVICE,
+        handler=handler,
+        input_topics=[spec.topic("features")],
+        reply_topic=spec.topic("predictions"),
+        before_batch=feed.poll,
+        ready_wait_s=settings.model_wait_s,
+    )
     try:
-        feed.wait_for_model(stop)
-        if stop.is_set():
-            return
-        runner = PullRunner(
-            handler,
-            service=SERVICE,
-            settings=settings.kafka,
-            group_id=settings.group_id or f"streamml-{SERVICE}-{spec.name}",
-            topics=[spec.topic("features")],
-            dead_letter_topic=spec.topic("dead_letter"),
-            emitter=emitter,
-            batch_size=settings.batch_size,
-            batch_timeout_s=settings.batch_timeout_ms / 1000,
-            before_batch=feed.poll,
-        )
-        runner.run(stop)
+        if settings.mode == "pull":
+            # Consuming starts only once a model serves, so no vector waits on a retry.
+            feed.wait_for_model(stop)
+        if not stop.is_set():
+            run_service(parts, settings, spec, emitter, stop)
     finally:
         feed.close()
-        if server is not None:
-            server.stop()
-        emitter.close()

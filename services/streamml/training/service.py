@@ -9,8 +9,9 @@ import threading
 from pathlib import Path
 
 from streamml.common.errors import InvalidEventError
-from streamml.common.events import Output, from_kafka, parse_data
-from streamml.common.kafka import Emitter, PullRunner, read_compacted, where
+from streamml.common.events import from_kafka, parse_data
+from streamml.common.kafka import Emitter, read_compacted, where
+from streamml.common.runner import ServiceParts, run_service
 from streamml.common.payloads import ModelArtifact
 from streamml.common.settings import TrainingSettings
 from streamml.common.spec import PipelineSpec, load_spec
@@ -78,23 +79,20 @@ def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
         # NOTE: without a matching checkpoint the learner starts untrained, numbering on from the topic.
         handler.version = published
 
-    def after_delivery(outputs: list[Output]) -> None:
-        if any(output.topic == handler.models_topic for output in outputs):
-            checkpoints.save(handler)
+    saved = [handler.version]
 
-    runner = PullRunner(
-        handler,
+    def save_if_published() -> None:
+        """Checkpoint the learner once a new version is acknowledged on the models topic."""
+        if handler.version != saved[0]:
+            checkpoints.save(handler)
+            saved[0] = handler.version
+
+    parts = ServiceParts(
         service=SERVICE,
-        settings=settings.kafka,
-        group_id=settings.group_id or f"streamml-{SERVICE}-{spec.name}",
-        topics=[spec.topic("features"), spec.topic("labels")],
-        dead_letter_topic=spec.topic("dead_letter"),
-        emitter=emitter,
-        batch_size=settings.batch_size,
-        batch_timeout_s=settings.batch_timeout_ms / 1000,
-        on_outputs=after_delivery,
+        handler=handler,
+        input_topics=[spec.topic("features"), spec.topic("labels")],
+        on_outputs=lambda outputs: save_if_published(),
+        after_handle=save_if_published,
+        is_ready=emitter.connected,
     )
-    try:
-        runner.run(stop)
-    finally:
-        emitter.close()
+    run_service(parts, settings, spec, emitter, stop)

@@ -1,0 +1,83 @@
+"""The loop every service process runs: Kafka pull, HTTP push, or both, until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from streamml.common.events import Output
+from streamml.common.handler import EventHandler
+from streamml.common.http import build_http_app
+from streamml.common.kafka import Emitter, PullRunner
+from streamml.common.process import HttpServer
+from streamml.common.settings import ServiceSettings
+from streamml.common.spec import PipelineSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceParts:
+    """What one service plugs into the shared loop."""
+
+    service: str
+    handler: EventHandler
+    input_topics: Sequence[str]
+    reply_topic: str | None = None
+    before_batch: Callable[[], None] | None = None
+    on_outputs: Callable[[list[Output]], None] | None = None
+    after_handle: Callable[[], None] | None = None
+    is_ready: Callable[[], bool] | None = None
+    ready_wait_s: float = 0.0
+
+
+def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSpec, emitter: Emitter, stop: threading.Event) -> None:
+    """Serve until `stop` is set, then drain.
+
+    Draining finishes the micro-batch or the HTTP requests in flight, waits for
+    their outputs to be acknowledged, commits the offsets and flushes the producer.
+    """
+    port = settings.effective_http_port
+    server = None
+    if port is not None:
+        app = build_http_app(
+            parts.handler,
+            service=parts.service,
+            emitter=emitter,
+            dead_letter_topic=spec.topic("dead_letter"),
+            max_body_bytes=settings.max_body_bytes,
+            reply_topic=parts.reply_topic,
+            is_ready=parts.is_ready,
+            ready_wait_s=parts.ready_wait_s,
+            after_handle=parts.after_handle,
+        )
+        server = HttpServer(app, settings.http_host, port)
+        server.start()
+        logger.info("%s listening on http://%s:%d/ in %s mode", parts.service, settings.http_host, port, settings.mode)
+    try:
+        if settings.mode == "pull":
+            runner = PullRunner(
+                parts.handler,
+                service=parts.service,
+                settings=settings.kafka,
+                group_id=settings.group_id or f"streamml-{parts.service}-{spec.name}",
+                topics=parts.input_topics,
+                dead_letter_topic=spec.topic("dead_letter"),
+                emitter=emitter,
+                batch_size=settings.batch_size,
+                batch_timeout_s=settings.batch_timeout_ms / 1000,
+                before_batch=parts.before_batch,
+                on_outputs=parts.on_outputs,
+            )
+            runner.run(stop)
+        else:
+            while not stop.wait(0.2):
+                if parts.before_batch is not None:
+                    parts.before_batch()
+    finally:
+        if server is not None:
+            server.stop()
+        emitter.close()
+        logger.info("%s stopped", parts.service)
