@@ -185,7 +185,6 @@ class FeaturesProcessor:
         are processed in order. The stream still skips records of an earlier
         consumer generation.
         """
-        return
         queue = stream.channel.queue
         managed = self.app.flow_control._queues
         if queue in managed:
