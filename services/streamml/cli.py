@@ -58,7 +58,7 @@ def _run_service(args: argparse.Namespace) -> int:
     elif args.service == "features":
         from streamml.features.service import run_features
 
-        run_features(settings, stop)
+        return run_features(settings, stop)
     elif args.service == "training":
         from streamml.training.service import run_training
 

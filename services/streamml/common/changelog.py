@@ -43,6 +43,8 @@ class ChangelogStore(MutableMapping[str, Any]):
     every write made so far; callers flush before they acknowledge the input.
     """
 
+    # NOTE: writes are partitioned by the JSON-encoded key, while the faust table writes each entity's
+    # state to its raw record's partition. Switching modes keeps state only when the raw topic has one partition.
     def __init__(self, settings: KafkaSettings, topic: str, emitter: Emitter) -> None:
         self.topic = topic
         self._emitter = emitter

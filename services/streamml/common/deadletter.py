@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from streamml.common.errors import InvalidEventError
-from streamml.common.events import Output, new_event
+from streamml.common.events import Output, derived_id, new_event
 from streamml.common.payloads import DEAD_LETTER_TYPE, DeadLetter
 
 logger = logging.getLogger(__name__)
@@ -48,11 +48,14 @@ def dead_letter_output(
         original_value_base64=base64.b64encode(value or b"").decode(),
     )
     subject = event_id or (f"{origin_topic}[{origin_partition}]@{origin_offset}" if origin_topic else http_request_id or "unknown")
+    # A replayed rejection gets the same id, so the dead-letter topic can be deduplicated.
+    origin = f"{origin_topic}[{origin_partition}]@{origin_offset}" if origin_topic else None
+    event_id_out = derived_id(origin, f"dead-letter/{service}") if origin else None
     try:
-        event = new_event(type=DEAD_LETTER_TYPE, source=f"io.streamml.{service}", subject=subject, data=payload)
+        event = new_event(id=event_id_out, type=DEAD_LETTER_TYPE, source=f"io.streamml.{service}", subject=subject, data=payload)
     except InvalidEventError:
         # The subject came from the rejected input and may break the attribute rules itself.
-        event = new_event(type=DEAD_LETTER_TYPE, source=f"io.streamml.{service}", subject="unreadable-input", data=payload)
+        event = new_event(id=event_id_out, type=DEAD_LETTER_TYPE, source=f"io.streamml.{service}", subject="unreadable-input", data=payload)
     if origin_topic is not None:
         where = f"{origin_topic}[{origin_partition}]@{origin_offset}"
     else:

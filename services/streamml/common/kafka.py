@@ -48,6 +48,8 @@ class Emitter:
             "acks": "all",
             "linger.ms": 5,
             "compression.type": "lz4",
+            # The Java client's partitioner, so keys land where Kafka Streams, faust and Knative put them.
+            "partitioner": "murmur2_random",
         }
         config.update(overrides)
         self._producer = Producer(config)

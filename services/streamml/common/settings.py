@@ -82,7 +82,9 @@ class FeaturesSettings(ServiceSettings):
 
     data_dir: Path = Field(default=Path(".streamml/features"), description="faust's working directory.")
     partitions: int = Field(default=1, gt=0, description="Partition count of the raw topic; the state table matches it.")
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # faust 0.15.3 sends events to topics it does not consume outside its transactions, so
+    # exactly_once would not cover the feature vectors; only at_least_once is offered.
+    processing_guarantee: Literal["at_least_once"] = "at_least_once"
 
 
 class TrainingSettings(ServiceSettings):

@@ -121,7 +121,9 @@ class PipelineProcesses:
 
 def produce_replay(settings: KafkaSettings, topic: str, events: Iterable[CloudEvent], rate: float = 0.0) -> int:
     """Produce events to `topic` in binary mode, paced at `rate` events/s (0: unpaced); return the count."""
-    producer = Producer(settings.client_config() | {"linger.ms": 5, "enable.idempotence": True, "acks": "all"})
+    producer = Producer(
+        settings.client_config() | {"linger.ms": 5, "enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"}
+    )
     failures: list[str] = []
 
     def on_delivery(error, message) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import MutableMapping
 
 from cloudevents.core.v1.event import CloudEvent
 
+from streamml.common.errors import InvalidEventError
 from streamml.common.events import Output, derived_id, new_event
 from streamml.common.handler import EventHandler
 from streamml.common.payloads import FEATURES_TYPE, LABEL_TYPE, FeatureVector, LabelData
@@ -38,7 +40,16 @@ class FeaturesHandler(EventHandler):
         if event.get_type() == LABEL_TYPE:
             return self._handle_label(event)
         record = self.validator.validate_record(event)
-        vector, state = self.extractor.transform(record, self.store.get(record.entity))
+        try:
+            vector, state = self.extractor.transform(record, self.store.get(record.entity))
+        except OverflowError as error:
+            raise InvalidEventError(
+                "invalid-data", f"event {record.event_id}: a window aggregate overflowed ({error}); check the input values' scale"
+            ) from error
+        if not all(math.isfinite(value) for value in vector):
+            raise InvalidEventError(
+                "invalid-data", f"event {record.event_id}: a window aggregate is not finite; check the input values' scale"
+            )
         outputs = [
             Output(
                 self.features_topic,

@@ -98,3 +98,19 @@ def test_state_is_json_and_not_mutated():
     vector, _ = extractor.transform(Record("e9", "a", T0, {"x": 4.0}, None), restored)
     assert json.dumps(restored, sort_keys=True) == frozen
     assert vector == [4.0, 3.0, 0.0, 1.0]
+
+
+def test_overflowing_window_is_invalid_event():
+    from streamml.common.errors import InvalidEventError
+    from streamml.common.events import new_event
+    from streamml.common.payloads import RECORD_TYPE
+    from streamml.features.handler import FeaturesHandler
+
+    spec = spec_with([{"field": "x", "agg": "sum", "window": {"kind": "sliding", "size": 3}}])
+    store = {}
+    handler = FeaturesHandler(spec, store)
+    handler.handle(new_event(type=RECORD_TYPE, source="tests", subject="a", data={"x": 1e308}))
+    before = dict(store)
+    with pytest.raises(InvalidEventError, match="not finite|overflowed"):
+        handler.handle(new_event(type=RECORD_TYPE, source="tests", subject="a", data={"x": 1e308}))
+    assert store == before
