@@ -52,6 +52,7 @@ def build_http_app(
     delivery_timeout_s: float = 30.0,
     ready_wait_s: float = 0.0,
     after_handle: Callable[[], None] | None = None,
+    max_inflight: int = 64,
 ) -> Starlette:
     """Build the ASGI app of one service.
 
@@ -78,6 +79,7 @@ def build_http_app(
         emitter.wait(emitter.send_all([output]), timeout_s=delivery_timeout_s)
 
     lock = threading.Lock()
+    inflight = threading.BoundedSemaphore(max_inflight)
     last_tick = [0.0]
 
     def wait_until_ready() -> None:
@@ -114,6 +116,17 @@ def build_http_app(
 
     async def receive(request: Request) -> Response:
         request_id = _request_id(request)
+        if not inflight.acquire(blocking=False):
+            RETRIES.labels(service, "http").inc()
+            response = _error(429, "overloaded", f"{service} is serving {max_inflight} requests already; retry later", request_id)
+            response.headers["retry-after"] = "1"
+            return response
+        try:
+            return await _receive(request, request_id)
+        finally:
+            inflight.release()
+
+    async def _receive(request: Request, request_id: str) -> Response:
         headers = {name.lower(): value for name, value in request.headers.items()}
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:

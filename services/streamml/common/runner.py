@@ -52,6 +52,7 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
             is_ready=parts.is_ready,
             ready_wait_s=parts.ready_wait_s,
             after_handle=parts.after_handle,
+            max_inflight=settings.max_inflight_requests,
         )
         server = HttpServer(app, settings.http_host, port)
         server.start()

@@ -61,6 +61,7 @@ class ServiceSettings(BaseSettings):
     )
     group_id: str | None = Field(default=None, description="Consumer group; default streamml-<service>-<pipeline>.")
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest accepted HTTP body, in bytes.")
+    max_inflight_requests: int = Field(default=64, gt=0, description="HTTP requests served at once; more get 429.")
 
     @property
     def effective_http_port(self) -> int | None:
