@@ -20,7 +20,7 @@ ENV PATH=/opt/streamml/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services/streamml ./services/streamml
-# The versions are pinned in pyproject.toml; hadolint reads ".[features]" as an unpinned package.
+# The versions are pinned in pyproject.toml, but hadolint reads ".[features]" as an unpinned package.
 # hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install ".[features]"

@@ -3,7 +3,7 @@
 # Build from the repository root:
 #   docker build -f services/docker/inference.Dockerfile -t streamml-inference .
 #   docker build -f services/docker/inference.Dockerfile --build-arg ONNXRUNTIME=gpu -t streamml-inference:gpu .
-# ONNXRUNTIME=cpu installs the `cpu` extra (onnxruntime); ONNXRUNTIME=gpu installs the `gpu` extra
+# ONNXRUNTIME=cpu installs the `cpu` extra (onnxruntime). ONNXRUNTIME=gpu installs the `gpu` extra
 # (onnxruntime-gpu) with the CUDA and cuDNN libraries from PyPI, so the GPU image needs only
 # the NVIDIA driver on the host. The image never carries torch: a build step fails if it does.
 
@@ -18,8 +18,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services/streamml ./services/streamml
 # onnxruntime-gpu's `cuda` and `cudnn` extras add the NVIDIA runtime wheels that match its
-# CUDA major version; its own version stays the one pinned by the `gpu` extra.
-# The versions are pinned in pyproject.toml; hadolint reads ".[cpu]" as an unpinned package.
+# CUDA major version. Its own version stays the one that the `gpu` extra pins.
+# The versions are pinned in pyproject.toml, but hadolint reads ".[cpu]" as an unpinned package.
 # hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
     case "$ONNXRUNTIME" in \
@@ -40,8 +40,9 @@ RUN groupadd --system --gid 10001 streamml \
     && install -d -o streamml -g streamml /var/lib/streamml /var/lib/streamml/models
 COPY --from=builder /opt/streamml /opt/streamml
 # The CUDA execution provider loads libcudart, libcublas and libcudnn by name. The NVIDIA wheels
-# keep them under site-packages/nvidia/*/lib, which the dynamic linker does not search, so the
-# GPU image lists those folders in the linker cache.
+# install them under site-packages/nvidia/*/lib, outside the dynamic linker's default search
+# path, so the GPU image adds those folders to the linker cache.
+# NOTE: the GPU variant has been checked against PyPI's package metadata only, not built or run on a GPU.
 RUN if [ "$ONNXRUNTIME" = gpu ]; then \
       find /opt/streamml/lib/python3*/site-packages/nvidia -type d -name lib \
         > /etc/ld.so.conf.d/streamml-nvidia.conf \

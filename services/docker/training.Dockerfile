@@ -4,9 +4,11 @@
 #   docker build -f services/docker/training.Dockerfile -t streamml-training .
 # The image carries the `training` extra (torch, onnx). torch comes from TORCH_INDEX_URL, by
 # default the PyTorch CPU index: the torch wheel on PyPI is the CUDA build, which pulls in
-# the NVIDIA libraries and makes the image gigabytes larger. For a CUDA build, pass
-#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/<cuda tag, e.g. cu130>
-# and run the container with a GPU. The torch version is the one pinned in pyproject.toml.
+# the NVIDIA libraries and makes the image gigabytes larger. A CUDA index, such as
+#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130
+# gives the CUDA build, but the training service keeps its models on the CPU, so that build
+# only adds size until the service places models on a GPU. Either way the torch version is
+# the one pinned in pyproject.toml.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -25,7 +27,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     torch_requirement="$(python -c 'import re, tomllib; extra = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["training"]; print(next(r for r in extra if re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0] == "torch"))')" \
     && pip install --index-url "$TORCH_INDEX_URL" "$torch_requirement"
 COPY services/streamml ./services/streamml
-# The versions are pinned in pyproject.toml; hadolint reads ".[training]" as an unpinned package.
+# The versions are pinned in pyproject.toml, but hadolint reads ".[training]" as an unpinned package.
 # hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install ".[training]"

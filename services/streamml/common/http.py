@@ -176,6 +176,28 @@ def build_http_app(
     )
 
 
+def build_health_app(is_ready: Callable[[], bool]) -> Starlette:
+    """Build an app with only the probes and /metrics, for a worker that takes no HTTP deliveries."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(request: Request) -> Response:
+        ready = is_ready()
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ]
+    )
+
+
 def _reply(events: list[CloudEvent], request_content_type: str, request_id: str) -> Response:
     content_type = request_content_type.split(";")[0].strip().lower()
     if content_type == BATCH or len(events) != 1:

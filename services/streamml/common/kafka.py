@@ -168,8 +168,14 @@ class PullRunner:
         self.processed = 0
         self.dead_lettered = 0
         self._last_tick = 0.0
+        self._last_not_ready_log = 0.0
 
     def run(self, stop: threading.Event) -> None:
+        # Inference joins its group only once a model serves, so no record waits on a retry.
+        while not stop.is_set() and not self.handler.ready():
+            if self.before_batch is not None:
+                self.before_batch()
+            self._wait_until_ready(stop)
         self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         logger.info("%s consuming %s", self.service, ", ".join(self.topics))
         try:
@@ -181,6 +187,13 @@ class PullRunner:
         finally:
             self.consumer.close()
             logger.info("%s stopped after %d records (%d dead-lettered)", self.service, self.processed, self.dead_lettered)
+
+    def _wait_until_ready(self, stop: threading.Event) -> None:
+        now = time.monotonic()
+        if now - self._last_not_ready_log > 10:
+            logger.info("%s is not ready yet; waiting before consuming %s", self.service, ", ".join(self.topics))
+            self._last_not_ready_log = now
+        stop.wait(0.2)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.debug("assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])

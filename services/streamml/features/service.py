@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 
 from streamml.common.changelog import ChangelogStore, ensure_compacted_topic
+from streamml.common.http import build_health_app
 from streamml.common.kafka import Emitter
+from streamml.common.process import HttpServer
 from streamml.common.runner import ServiceParts, run_service
 from streamml.common.settings import FeaturesSettings
 from streamml.common.spec import PipelineSpec, load_spec
@@ -36,8 +38,17 @@ def run_features(settings: FeaturesSettings, stop: threading.Event) -> int:
         processing_guarantee=settings.processing_guarantee,
         loglevel=settings.log_level,
     )
-    # faust installs its own SIGTERM and SIGINT handlers and drains on them.
-    return run_worker(spec, app_settings)
+    server = None
+    if settings.effective_http_port is not None:
+        # The faust worker takes no HTTP deliveries; the port serves the probes and /metrics.
+        server = HttpServer(build_health_app(lambda: True), settings.http_host, settings.effective_http_port)
+        server.start()
+    try:
+        # faust installs its own SIGTERM and SIGINT handlers and drains on them.
+        return run_worker(spec, app_settings)
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def run_push(settings: FeaturesSettings, spec: PipelineSpec, stop: threading.Event) -> None:

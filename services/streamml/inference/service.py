@@ -67,14 +67,6 @@ class ModelFeed:
             except InvalidEventError as error:
                 logger.error("skipping model event %s: %s", event.get_id(), error)
 
-    def wait_for_model(self, stop: threading.Event) -> None:
-        announced = time.monotonic()
-        while not stop.is_set() and not self.handler.ready():
-            self.poll(timeout_s=0.5)
-            if time.monotonic() - announced > 10:
-                logger.info("waiting for a first model on %s", self.topic)
-                announced = time.monotonic()
-
     def close(self) -> None:
         self._consumer.close()
 
@@ -95,10 +87,6 @@ def run_inference(settings: InferenceSettings, stop: threading.Event) -> None:
         ready_wait_s=settings.model_wait_s,
     )
     try:
-        if settings.mode == "pull":
-            # Consuming starts only once a model serves, so no vector waits on a retry.
-            feed.wait_for_model(stop)
-        if not stop.is_set():
-            run_service(parts, settings, spec, emitter, stop)
+        run_service(parts, settings, spec, emitter, stop)
     finally:
         feed.close()
