@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ServiceParts:
-    """What one service plugs into the shared loop."""
+    """The handler and hooks that one service plugs into the shared loop."""
 
     service: str
     handler: EventHandler
