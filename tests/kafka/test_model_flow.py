@@ -58,7 +58,15 @@ def test_models_published_loaded_and_swapped(bootstrap_servers, elec2_csv, elec2
         assert versions[:3] == [0, 1, 2]
         assert all(event.get_subject() == spec.model_name for event in published)
         assert training.stop() == 0, training.log_tail()
-        assert (tmp_path / "models" / f"{spec.model_name}.checkpoint.pkl").exists()
+
+        # A restarted training service resumes from the checkpoint of the newest version.
+        training.start()
+        deadline = time.monotonic() + 60
+        while "restored model" not in training.log_path.read_text() and time.monotonic() < deadline:
+            assert training.alive(), training.log_tail()
+            time.sleep(0.3)
+        assert f"restored model {spec.model_name} at version 2 after 4000 learned samples" in training.log_path.read_text()
+        assert training.stop() == 0, training.log_tail()
 
         inference = ServiceProcess("inference", spec_path, settings, tmp_path)
         inference.start()

@@ -228,6 +228,7 @@ class TopicsSpec(_Strict):
     models: str | None = None
     predictions: str | None = None
     dead_letter: str | None = None
+    checkpoints: str | None = None
 
 
 class ReplaySpec(_Strict):
@@ -295,7 +296,7 @@ class PipelineSpec(_Strict):
         return self.model.name or self.name
 
     def topic(self, role: str) -> str:
-        """Return the topic name for a role: input, raw, features, labels, models, predictions, dead_letter."""
+        """Return the topic name for a role: input, raw, features, labels, models, predictions, dead_letter, checkpoints."""
         explicit = getattr(self.topics, role)
         if explicit:
             return explicit

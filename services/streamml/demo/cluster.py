@@ -35,14 +35,16 @@ def create_topics(
 ) -> list[str]:
     """Create the pipeline's topics and return the names created; existing topics are left as they are.
 
-    The models topic is compacted and has one partition, so every reader sees every version in order.
+    The models and checkpoints topics are compacted and have one partition, so every reader sees
+    every version in order.
     """
     admin = AdminClient(settings.client_config())
-    roles = ("input", "raw", "features", "labels", "models", "predictions", "dead_letter")
+    roles = ("input", "raw", "features", "labels", "models", "predictions", "dead_letter", "checkpoints")
+    compacted = ("models", "checkpoints")
     new_topics = []
     for role in roles:
-        config = {"cleanup.policy": "compact"} if role == "models" else {}
-        count = 1 if role == "models" else partitions
+        config = {"cleanup.policy": "compact"} if role in compacted else {}
+        count = 1 if role in compacted else partitions
         new_topics.append(NewTopic(spec.topic(role), num_partitions=count, replication_factor=replication_factor, config=config))
     created = []
     for topic, future in admin.create_topics(new_topics, request_timeout=timeout_s).items():

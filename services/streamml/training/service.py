@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import pickle
 import threading
-from pathlib import Path
 
 from streamml.common.errors import InvalidEventError
 from streamml.common.events import from_kafka, parse_data
@@ -15,6 +12,7 @@ from streamml.common.runner import ServiceParts, run_service
 from streamml.common.payloads import ModelArtifact
 from streamml.common.settings import TrainingSettings
 from streamml.common.spec import PipelineSpec, load_spec
+from streamml.training.checkpoints import KafkaCheckpoints
 from streamml.training.handler import TrainingHandler
 
 logger = logging.getLogger(__name__)
@@ -37,31 +35,6 @@ def latest_published_version(settings: TrainingSettings, spec: PipelineSpec) -> 
     return newest
 
 
-class Checkpoints:
-    """Keeps the learner state of the last published version on local disk, for restarts."""
-
-    def __init__(self, folder: Path, model_name: str) -> None:
-        self.path = folder / f"{model_name}.checkpoint.pkl"
-
-    def save(self, handler: TrainingHandler) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
-        partial.write_bytes(pickle.dumps({"version": handler.version, "learner": handler.learner.state_dict()}))
-        os.replace(partial, self.path)
-
-    def restore(self, handler: TrainingHandler, version: int) -> bool:
-        """Restore the learner saved at `version`; return False when none matches."""
-        if not self.path.exists():
-            return False
-        # The file is written only by this service, under its own model directory.
-        saved = pickle.loads(self.path.read_bytes())
-        if saved.get("version") != version:
-            logger.warning("checkpoint %s holds version %s, the models topic %d: learning restarts", self.path, saved.get("version"), version)
-            return False
-        handler.restore(saved["learner"], version)
-        return True
-
-
 def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
     """Run until `stop` is set, then drain: finish the batch, flush and commit."""
     import torch
@@ -69,14 +42,13 @@ def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
     torch.set_num_threads(settings.torch_threads)
     spec = load_spec(settings.spec)
     handler = TrainingHandler(spec, model_dir=settings.model_dir)
-    checkpoints = Checkpoints(settings.model_dir, spec.model_name)
     emitter = Emitter(settings.kafka)
+    checkpoints = KafkaCheckpoints(settings.kafka, spec.topic("checkpoints"), emitter, spec.model_name)
     published = latest_published_version(settings, spec)
     if published is None:
         emitter.wait(emitter.send_all([handler.initial_model()]))
         logger.info("published the untrained model %s as version 0", spec.model_name)
     elif not checkpoints.restore(handler, published):
-        # NOTE: without a matching checkpoint the learner starts untrained, numbering on from the topic.
         handler.version = published
 
     saved = [handler.version]

@@ -1,0 +1,86 @@
+"""Learner checkpoints on a compacted Kafka topic, so a restarted training service resumes learning.
+
+The training service may run as a Knative Service that scales to zero, where no
+local disk outlives a pod. After each published model version it writes the
+learner state to the checkpoints topic, keyed by model name; at start it reads
+the newest checkpoint back.
+
+Checkpoints are written with `torch.save` and read with `torch.load(weights_only=True)`,
+which loads tensors, numbers, strings and containers only, never arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamml.common.kafka import Emitter, read_compacted
+from streamml.common.settings import KafkaSettings
+from streamml.training.handler import TrainingHandler
+
+logger = logging.getLogger(__name__)
+
+# Brokers reject records over message.max.bytes (1 MiB by default); larger states are not checkpointed.
+MAX_CHECKPOINT_BYTES = 900 * 1024
+
+
+def _to_tensors(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, dict):
+        return {key: _to_tensors(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_tensors(item) for item in value]
+    return value
+
+
+def encode_checkpoint(version: int, learner_state: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"version": version, "learner": _to_tensors(learner_state)}, buffer)
+    return buffer.getvalue()
+
+
+def decode_checkpoint(data: bytes) -> dict[str, Any]:
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+class KafkaCheckpoints:
+    """Saves and restores one model's learner state on a compacted topic."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, emitter: Emitter, model_name: str) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.emitter = emitter
+        self.key = model_name.encode()
+
+    def save(self, handler: TrainingHandler) -> None:
+        """Write the learner state of the version just published and wait for the acknowledgement."""
+        data = encode_checkpoint(handler.version or 0, handler.learner.state_dict())
+        if len(data) > MAX_CHECKPOINT_BYTES:
+            # NOTE: a learner this large restarts from scratch; raise the topic's max.message.bytes to keep it.
+            logger.warning("checkpoint of %d bytes is over %d; not saved", len(data), MAX_CHECKPOINT_BYTES)
+            return
+        self.emitter.wait([self.emitter.send_raw(self.topic, self.key, data)])
+
+    def restore(self, handler: TrainingHandler, version: int) -> bool:
+        """Restore the newest checkpoint if it was taken at `version`; return whether it was."""
+        newest = None
+        for message in read_compacted(self.settings, self.topic):
+            if message.key() == self.key:
+                newest = message.value()
+        if newest is None:
+            logger.warning("no checkpoint of %s on %s: learning restarts from an untrained model", self.key.decode(), self.topic)
+            return False
+        saved = decode_checkpoint(newest)
+        if saved["version"] != version:
+            logger.warning(
+                "checkpoint on %s is of version %s but the models topic has %d: learning restarts from an untrained model",
+                self.topic, saved["version"], version,
+            )
+            return False
+        handler.restore(saved["learner"], version)
+        return True
