@@ -85,6 +85,7 @@ def run_inference(settings: InferenceSettings, stop: threading.Event) -> None:
         reply_topic=spec.topic("predictions"),
         before_batch=feed.poll,
         ready_wait_s=settings.model_wait_s,
+        is_ready=emitter.connected,
     )
     try:
         run_service(parts, settings, spec, emitter, stop)
