@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -33,12 +34,30 @@ class ServiceParts:
     ready_wait_s: float = 0.0
 
 
+def wait_for_kafka(emitter: Emitter, settings: ServiceSettings, stop: threading.Event) -> None:
+    """Block until the brokers answer, logging a warning every 30 seconds while they do not."""
+    warned = 0.0
+    while not stop.is_set() and not emitter.connected():
+        now = time.monotonic()
+        if now - warned >= 30:
+            logger.warning(
+                "Kafka at %s is not reachable; retrying. Check --bootstrap-servers or STREAMML_KAFKA_BOOTSTRAP_SERVERS",
+                settings.kafka.bootstrap_servers,
+            )
+            warned = now
+        stop.wait(1.0)
+
+
 def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSpec, emitter: Emitter, stop: threading.Event) -> None:
     """Serve until `stop` is set, then drain.
 
     Draining finishes the micro-batch or the HTTP requests in flight, waits for
     their outputs to be acknowledged, commits the offsets and flushes the producer.
     """
+    wait_for_kafka(emitter, settings, stop)
+    if stop.is_set():
+        emitter.close()
+        return
     port = settings.effective_http_port
     server = None
     if port is not None:

@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _RepeatFilter(logging.Filter):
+    """Drops a message that was already logged in the last `interval_s` seconds."""
+
+    def __init__(self, interval_s: float = 30.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # librdkafka repeats a connection failure every few milliseconds; the broker address,
+        # not the client instance, identifies the problem.
+        text = record.getMessage().split("]: ", 1)[-1]
+        now = time.monotonic()
+        if now - self._last.get(text, -self.interval_s) < self.interval_s:
+            return False
+        self._last[text] = now
+        return True
+
+
+def client_logger() -> logging.Logger:
+    """Return the logger that receives librdkafka's own log lines, with repeats dropped."""
+    logger = logging.getLogger("streamml.kafka.client")
+    if not any(isinstance(item, _RepeatFilter) for item in logger.filters):
+        logger.addFilter(_RepeatFilter())
+    return logger
 
 
 class KafkaSettings(BaseSettings):
@@ -37,6 +66,7 @@ class KafkaSettings(BaseSettings):
             config["sasl.password"] = self.sasl_password.get_secret_value()
         if self.ssl_ca_location:
             config["ssl.ca.location"] = self.ssl_ca_location
+        config["logger"] = client_logger()
         return config
 
 
