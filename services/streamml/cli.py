@@ -25,11 +25,19 @@ def _kafka_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
+def _settings_errors(error: ValidationError) -> str:
+    """Return one line per invalid setting, naming it and the problem but not the value, which may be a secret."""
+    lines = []
+    for item in error.errors(include_url=False, include_input=False, include_context=False):
+        lines.append(f"  {'.'.join(str(part) for part in item['loc']) or 'settings'}: {item['msg']}")
+    return "\n".join(lines)
+
+
 def _run_service(args: argparse.Namespace) -> int:
     from streamml.common import settings as settings_module
     from streamml.common.process import configure_logging, stop_on_signals
 
-    overrides: dict[str, Any] = _kafka_overrides(args)
+    overrides: dict[str, Any] = {}
     if args.spec:
         overrides["spec"] = args.spec
     if args.http_port is not None:
@@ -43,10 +51,12 @@ def _run_service(args: argparse.Namespace) -> int:
         "inference": settings_module.InferenceSettings,
     }[args.service]
     try:
-        settings = settings_class(**overrides)
+        settings = settings_class(**(overrides | _kafka_overrides(args)))
     except ValidationError as error:
-        prefix = settings_class.model_config.get("env_prefix", "")
-        print(f"streamml run {args.service}: invalid settings (from flags or {prefix}* variables):\n{error}", file=sys.stderr)
+        # str(error) would show the input values, secrets included.
+        invalid = settings_module.KafkaSettings if error.title == settings_module.KafkaSettings.__name__ else settings_class
+        prefix = invalid.model_config.get("env_prefix", "")
+        print(f"streamml run {args.service}: invalid settings (from flags or {prefix}* variables):\n{_settings_errors(error)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_json)
     logger.info("starting %s: %s", args.service, settings.summary())

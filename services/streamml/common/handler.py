@@ -44,6 +44,12 @@ class EventHandler:
     def tick(self, now: datetime) -> list[Output]:
         return []
 
+    def delivery_failed(self, outputs: Sequence[Output]) -> None:
+        """Undo what the handler recorded about `outputs`, which the brokers did not acknowledge.
+
+        The adapter hands the same inputs to the handler again afterwards.
+        """
+
     def ready(self) -> bool:
         """Return whether the handler can serve requests (inference: a model is loaded)."""
         return True

@@ -5,11 +5,14 @@
   200 with the output event in the request's content mode (a JSON array for a batch).
 - A bad event gets 400 and a dead-letter record; it is not worth retrying.
 - A handler that cannot serve yet or a Kafka failure gets 503 with `Retry-After`.
+- With a bearer token set, `POST /` without `Authorization: Bearer <token>` gets 401;
+  the probes and `/metrics` stay open.
 - `GET /healthz` is liveness; `GET /readyz` is readiness.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -20,6 +23,7 @@ from collections.abc import Callable
 
 from cloudevents.core.v1.event import CloudEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -31,7 +35,7 @@ from streamml.common.errors import InvalidEventError, RetriableError
 from streamml.common.events import BATCH, STRUCTURED, Output, from_http, to_http_binary, to_http_structured, to_structured_json
 from streamml.common.handler import EventHandler
 from streamml.common.kafka import Emitter
-from streamml.common.metrics import BATCH_SIZE, DEAD_LETTERS, EVENTS_EMITTED, EVENTS_RECEIVED, PROCESSING_SECONDS, RETRIES
+from streamml.common.metrics import BATCH_SIZE, DEAD_LETTERS, EVENTS_EMITTED, EVENTS_RECEIVED, HTTP_UNAUTHORIZED, PROCESSING_SECONDS, RETRIES
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ def build_http_app(
     ready_wait_s: float = 0.0,
     after_handle: Callable[[], None] | None = None,
     max_inflight: int = 64,
+    bearer_token: SecretStr | None = None,
 ) -> Starlette:
     """Build the ASGI app of one service.
 
@@ -64,6 +69,9 @@ def build_http_app(
 
     With `reply_topic` set, the outputs for that topic are also returned in the
     response body (inference returns its prediction for the CloudEvent it received).
+
+    With `bearer_token` set, `POST /` returns 401 unless the request carries
+    `Authorization: Bearer <token>`; such a request is counted, not dead-lettered.
     """
 
     def dead_letter(error: InvalidEventError, body: bytes, headers: dict[str, str], request_id: str) -> None:
@@ -81,6 +89,26 @@ def build_http_app(
     lock = threading.Lock()
     inflight = threading.BoundedSemaphore(max_inflight)
     last_tick = [0.0]
+    expected_token = bearer_token.get_secret_value().encode("utf-8") if bearer_token is not None else None
+
+    def unauthorized(request: Request, request_id: str) -> Response | None:
+        if expected_token is None:
+            return None
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "bearer" and credentials:
+            # Starlette decodes header bytes as latin-1, so encoding back yields the bytes sent.
+            if hmac.compare_digest(credentials.encode("latin-1"), expected_token):
+                return None
+            message = "invalid bearer token: send the token configured for this service"
+            challenge = 'Bearer error="invalid_token"'
+        else:
+            message = "missing 'Authorization: Bearer <token>' header: send the token configured for this service"
+            challenge = "Bearer"
+        HTTP_UNAUTHORIZED.labels(service).inc()
+        response = _error(401, "unauthorized", message, request_id)
+        response.headers["www-authenticate"] = challenge
+        return response
 
     def wait_until_ready() -> None:
         deadline = time.monotonic() + ready_wait_s
@@ -104,7 +132,12 @@ def build_http_app(
                 last_tick[0] = now
                 outputs.extend(handler.tick(datetime.now(timezone.utc)))
             futures = emitter.send_all(outputs)
-        emitter.wait(futures, timeout_s=delivery_timeout_s)
+        try:
+            emitter.wait(futures, timeout_s=delivery_timeout_s)
+        except RetriableError:
+            with lock:
+                handler.delivery_failed(outputs)
+            raise
         if after_handle is not None:
             after_handle()
         EVENTS_RECEIVED.labels(service, "http").inc(len(events))
@@ -116,6 +149,9 @@ def build_http_app(
 
     async def receive(request: Request) -> Response:
         request_id = _request_id(request)
+        rejection = unauthorized(request, request_id)
+        if rejection is not None:
+            return rejection
         if not inflight.acquire(blocking=False):
             RETRIES.labels(service, "http").inc()
             response = _error(429, "overloaded", f"{service} is serving {max_inflight} requests already; retry later", request_id)

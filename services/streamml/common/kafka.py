@@ -154,6 +154,7 @@ class PullRunner:
         batch_timeout_s: float = 0.02,
         before_batch: Callable[[], None] | None = None,
         on_outputs: Callable[[list[Output]], None] | None = None,
+        on_assign: Callable[[list[TopicPartition]], None] | None = None,
     ) -> None:
         self.handler = handler
         self.service = service
@@ -164,6 +165,7 @@ class PullRunner:
         self.batch_timeout_s = batch_timeout_s
         self.before_batch = before_batch
         self.on_outputs = on_outputs
+        self.on_assign = on_assign
         self.consumer = Consumer(consumer_config(settings, group_id))
         self.processed = 0
         self.dead_lettered = 0
@@ -196,7 +198,9 @@ class PullRunner:
         stop.wait(0.2)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        logger.debug("assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+        logger.info("%s assigned %s", self.service, [f"{p.topic}[{p.partition}]" for p in partitions])
+        if self.on_assign is not None and partitions:
+            self.on_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.debug("revoked %s", [f"{p.topic}[{p.partition}]" for p in partitions])
@@ -228,6 +232,7 @@ class PullRunner:
             self.emitter.wait(self.emitter.send_all(outputs))
         except RetriableError as error:
             logger.error("%s; rewinding %d records to retry", error, len(messages))
+            self.handler.delivery_failed(outputs)
             self._rewind(messages)
             time.sleep(error.retry_after_s)
             return

@@ -16,6 +16,9 @@ DEAD_LETTERS = Counter(
 RETRIES = Counter(
     "streamml_retries_total", "Batches or requests that hit a retriable failure.", ["service", "transport"]
 )
+HTTP_UNAUTHORIZED = Counter(
+    "streamml_http_unauthorized_total", "POST / requests rejected for a missing or wrong bearer token.", ["service"]
+)
 BATCH_SIZE = Histogram(
     "streamml_batch_size", "Events per handled micro-batch.", ["service"],
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from confluent_kafka import TopicPartition
+
 from streamml.common.events import Output
 from streamml.common.handler import EventHandler
 from streamml.common.http import build_http_app
@@ -32,6 +34,7 @@ class ServiceParts:
     after_handle: Callable[[], None] | None = None
     is_ready: Callable[[], bool] | None = None
     ready_wait_s: float = 0.0
+    on_assign: Callable[[list[TopicPartition]], None] | None = None
 
 
 def wait_for_kafka(emitter: Emitter, settings: ServiceSettings, stop: threading.Event) -> None:
@@ -72,6 +75,7 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
             ready_wait_s=parts.ready_wait_s,
             after_handle=parts.after_handle,
             max_inflight=settings.max_inflight_requests,
+            bearer_token=settings.http_bearer_token,
         )
         server = HttpServer(app, settings.http_host, port)
         server.start()
@@ -90,6 +94,7 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
                 batch_timeout_s=settings.batch_timeout_ms / 1000,
                 before_batch=parts.before_batch,
                 on_outputs=parts.on_outputs,
+                on_assign=parts.on_assign,
             )
             runner.run(stop)
         else:

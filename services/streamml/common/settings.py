@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -92,6 +92,19 @@ class ServiceSettings(BaseSettings):
     group_id: str | None = Field(default=None, description="Consumer group; default streamml-<service>-<pipeline>.")
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest accepted HTTP body, in bytes.")
     max_inflight_requests: int = Field(default=64, gt=0, description="HTTP requests served at once; more get 429.")
+    http_bearer_token: SecretStr | None = Field(
+        default=None, description="Token that POST / requires in an `Authorization: Bearer` header; unset: no auth."
+    )
+
+    @field_validator("http_bearer_token")
+    @classmethod
+    def _usable_token(cls, token: SecretStr | None) -> SecretStr | None:
+        # The message leaves the token out, because a startup error is printed and logged.
+        if token is not None:
+            value = token.get_secret_value()
+            if not value or value != value.strip():
+                raise ValueError("invalid bearer token: it is empty or starts or ends with whitespace; set a token without surrounding spaces, or unset it")
+        return token
 
     @property
     def effective_http_port(self) -> int | None:
@@ -131,3 +144,6 @@ class InferenceSettings(ServiceSettings):
     provider: Literal["auto", "cuda", "cpu"] = "auto"
     intra_op_threads: int = Field(default=1, gt=0, le=256)
     model_wait_s: float = Field(default=30.0, ge=0, description="How long an HTTP request waits for a first model.")
+    dedupe_window: int = Field(
+        default=20_000, gt=0, description="Recent prediction ids kept, per partition read at start, to skip redelivered inputs."
+    )

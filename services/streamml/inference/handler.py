@@ -15,6 +15,7 @@ from streamml.common.handler import BatchResult, EventHandler
 from streamml.common.payloads import FEATURES_TYPE, MODEL_TYPE, PREDICTION_TYPE, FeatureVector, ModelArtifact, Prediction
 from streamml.common.spec import PipelineSpec
 from streamml.features.pipeline import FeatureExtractor
+from streamml.inference.dedupe import RecentIds
 from streamml.inference.runtime import ServingModel, load_model, select_providers
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,9 @@ class InferenceHandler(EventHandler):
 
     source = "io.streamml.inference"
 
-    def __init__(self, spec: PipelineSpec, provider: str = "auto", intra_op_threads: int = 1) -> None:
+    def __init__(
+        self, spec: PipelineSpec, provider: str = "auto", intra_op_threads: int = 1, dedupe_window: int = 20_000
+    ) -> None:
         self.spec = spec
         self.predictions_topic = spec.topic("predictions")
         extractor = FeatureExtractor(spec)
@@ -39,6 +42,9 @@ class InferenceHandler(EventHandler):
         self.intra_op_threads = intra_op_threads
         self.model: ServingModel | None = None
         self.rejected_models = 0
+        # Ids of predictions already emitted; a vector whose prediction id is here is a redelivery.
+        self.emitted = RecentIds(dedupe_window)
+        self.duplicates = 0
         self._load_lock = threading.Lock()
 
     def ready(self) -> bool:
@@ -100,16 +106,34 @@ class InferenceHandler(EventHandler):
         positions: list[int] = []
         for position, event in enumerate(events):
             try:
-                vectors.append(self._vector(event))
-                positions.append(position)
+                vector = self._vector(event)
             except InvalidEventError as error:
                 results[position] = error
+                continue
+            prediction_id = derived_id(vector.event_id, "prediction")
+            if prediction_id in self.emitted:
+                self.duplicates += 1
+                if self.duplicates == 1 or self.duplicates % 1000 == 0:
+                    logger.info(
+                        "skipped event %s: input %s was already predicted (%d redelivered vectors skipped so far)",
+                        event.get_id(), vector.event_id, self.duplicates,
+                    )
+                results[position] = []
+                continue
+            self.emitted.add(prediction_id)
+            vectors.append(vector)
+            positions.append(position)
         if vectors:
             batch = np.asarray([vector.values for vector in vectors], dtype=np.float32)
             outputs = model.run(batch)
             for position, vector, output in zip(positions, vectors, outputs):
                 results[position] = [self._prediction(model, vector, output)]
         return results
+
+    def delivery_failed(self, outputs: Sequence[Output]) -> None:
+        for output in outputs:
+            if output.topic == self.predictions_topic:
+                self.emitted.discard(output.event.get_id())
 
     def _vector(self, event: CloudEvent) -> FeatureVector:
         if event.get_type() != FEATURES_TYPE:

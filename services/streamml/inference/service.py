@@ -15,6 +15,7 @@ from streamml.common.kafka import Emitter, consumer_config, where
 from streamml.common.runner import ServiceParts, run_service
 from streamml.common.settings import InferenceSettings, KafkaSettings
 from streamml.common.spec import load_spec
+from streamml.inference.dedupe import load_recent_ids
 from streamml.inference.handler import InferenceHandler
 
 logger = logging.getLogger(__name__)
@@ -74,10 +75,18 @@ class ModelFeed:
 def run_inference(settings: InferenceSettings, stop: threading.Event) -> None:
     """Run until `stop` is set, then drain."""
     spec = load_spec(settings.spec)
-    handler = InferenceHandler(spec, provider=settings.provider, intra_op_threads=settings.intra_op_threads)
+    handler = InferenceHandler(
+        spec, provider=settings.provider, intra_op_threads=settings.intra_op_threads, dedupe_window=settings.dedupe_window
+    )
     logger.info("inference execution providers: %s", handler.providers)
     emitter = Emitter(settings.kafka)
     feed = ModelFeed(settings.kafka, spec.topic("models"), handler)
+
+    def reload_emitted(partitions: object = None) -> None:
+        count = load_recent_ids(settings.kafka, spec.topic("predictions"), handler.emitted)
+        logger.info("loaded %d recent prediction ids from %s to skip redelivered inputs", count, spec.topic("predictions"))
+
+    reload_emitted()
     parts = ServiceParts(
         service=SERVICE,
         handler=handler,
@@ -86,6 +95,7 @@ def run_inference(settings: InferenceSettings, stop: threading.Event) -> None:
         before_batch=feed.poll,
         ready_wait_s=settings.model_wait_s,
         is_ready=emitter.connected,
+        on_assign=reload_emitted,
     )
     try:
         run_service(parts, settings, spec, emitter, stop)

@@ -1,0 +1,86 @@
+"""Duplicate suppression for predictions, with the predictions topic as its durable state.
+
+Every prediction's CloudEvent id derives from its input event's id, so a feature
+vector delivered twice (a features worker replaying after a crash, or this
+service replaying its own uncommitted batch) would produce a prediction with an
+id that is already on the predictions topic. The inference handler skips those.
+At start and after each partition assignment the service reloads the ids from
+the tail of the predictions topic, reading only the `ce_id` header of each record.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+
+from confluent_kafka import Consumer, TopicPartition
+
+from streamml.common.kafka import consumer_config
+from streamml.common.settings import KafkaSettings
+
+logger = logging.getLogger(__name__)
+
+
+class RecentIds:
+    """The newest `capacity` ids, oldest evicted first."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def discard(self, event_id: str) -> None:
+        self._ids.pop(event_id, None)
+
+    def add(self, event_id: str) -> None:
+        self._ids[event_id] = None
+        self._ids.move_to_end(event_id)
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+
+def load_recent_ids(settings: KafkaSettings, topic: str, ids: RecentIds, timeout_s: float = 30.0) -> int:
+    """Add the `ce_id` of up to `ids.capacity` newest records of each partition of `topic`; return the count read."""
+    consumer = Consumer(consumer_config(settings, group_id=f"streamml-dedupe-{time.time_ns()}"))
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None:
+            return 0
+        ends: dict[int, int] = {}
+        assignment = []
+        for partition in described.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            if high > low:
+                ends[partition] = high
+                assignment.append(TopicPartition(topic, partition, max(low, high - ids.capacity)))
+        if not assignment:
+            return 0
+        consumer.assign(assignment)
+        read = 0
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=5000, timeout=0.2):
+                if message.error() is not None:
+                    continue
+                for name, value in message.headers() or ():
+                    if name == "ce_id" and value is not None:
+                        ids.add(value.decode("utf-8", errors="replace"))
+                        break
+                read += 1
+                if message.offset() + 1 >= ends[message.partition()]:
+                    done.add(message.partition())
+        if len(done) < len(ends):
+            logger.warning("read only part of %s within %.0fs; a replayed input may be predicted twice", topic, timeout_s)
+        return read
+    finally:
+        consumer.close()

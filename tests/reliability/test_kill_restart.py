@@ -1,0 +1,102 @@
+"""SIGKILL of a service mid-stream: after a restart, every input still gets exactly one prediction."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from streamml.common.settings import KafkaSettings
+from streamml.common.spec import load_spec
+from streamml.demo.cluster import PipelineProcesses, TopicReader, create_topics, produce_replay
+from streamml.demo.replay import replay_csv
+from tests.e2e.test_elec2 import unique_spec
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
+
+ROWS = 6000
+RATE = 1500
+
+
+@pytest.mark.parametrize("victim", ["features", "inference"])
+def test_sigkill_loses_and_repeats_nothing(victim, bootstrap_servers, elec2_csv, elec2_spec_path, tmp_path):
+    spec_path = unique_spec(elec2_spec_path, tmp_path, f"kill-{victim}")
+    spec = load_spec(spec_path)
+    settings = KafkaSettings(bootstrap_servers=bootstrap_servers)
+    create_topics(settings, spec)
+    rows = list(replay_csv(elec2_csv, spec, limit=ROWS))
+    expected = {row.event.get_id() for row in rows}
+    per_id: Counter[str] = Counter()
+    predictions = TopicReader(settings, spec.topic("predictions"))
+
+    def drain(until: float) -> None:
+        while time.monotonic() < until:
+            for event in predictions.poll(timeout_s=0.3, max_records=5000):
+                per_id[event.get_data()["event_id"]] += 1
+
+    with PipelineProcesses(spec_path, settings, tmp_path / "logs") as pipeline:
+        producer = threading.Thread(target=produce_replay, args=(settings, spec.topic("input"), (r.event for r in rows), RATE))
+        producer.start()
+        # Kill once predictions are flowing, while inputs are still arriving.
+        deadline = time.monotonic() + 120
+        while len(per_id) < ROWS // 4 and time.monotonic() < deadline:
+            drain(time.monotonic() + 0.5)
+        assert len(per_id) >= ROWS // 4, pipeline.services[victim].log_tail()
+        service = pipeline.services[victim]
+        service.stop(sig=signal.SIGKILL)
+        drain(time.monotonic() + 2)
+        service.start()
+        producer.join()
+
+        deadline = time.monotonic() + 240
+        while not expected <= per_id.keys() and time.monotonic() < deadline:
+            drain(time.monotonic() + 1)
+            pipeline.check_alive()
+        drain(time.monotonic() + 5)
+    predictions.close()
+
+    missing = expected - per_id.keys()
+    assert not missing, f"{len(missing)} inputs have no prediction, for example {sorted(missing)[:5]}"
+    repeated = {event_id: count for event_id, count in per_id.items() if count > 1}
+    assert not repeated, f"{len(repeated)} inputs were predicted more than once, for example {list(repeated.items())[:5]}"
+
+
+def test_redelivered_vectors_predicted_once(bootstrap_servers, elec2_csv, elec2_spec_path, tmp_path):
+    from streamml.demo.cluster import ServiceProcess
+    from streamml.features.handler import FeaturesHandler
+    from streamml.training.handler import TrainingHandler
+
+    spec_path = unique_spec(elec2_spec_path, tmp_path, "redeliver")
+    spec = load_spec(spec_path)
+    settings = KafkaSettings(bootstrap_servers=bootstrap_servers)
+    create_topics(settings, spec)
+    features = FeaturesHandler(spec, {})
+    vectors = [features.handle(row.event)[0].event for row in replay_csv(elec2_csv, spec, limit=500)]
+    produce_replay(settings, spec.topic("models"), [TrainingHandler(spec).initial_model().event])
+    inference = ServiceProcess("inference", spec_path, settings, tmp_path)
+    predictions = TopicReader(settings, spec.topic("predictions"))
+    per_id: Counter[str] = Counter()
+
+    def drain(seconds: float) -> None:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            for event in predictions.poll(timeout_s=0.3):
+                per_id[event.get_data()["event_id"]] += 1
+
+    inference.start()
+    produce_replay(settings, spec.topic("features"), vectors)
+    produce_replay(settings, spec.topic("features"), vectors[:250])  # redelivered while running
+    drain(15)
+    assert inference.stop() == 0, inference.log_tail()
+    inference.start()
+    produce_replay(settings, spec.topic("features"), vectors[250:])  # redelivered after a restart
+    drain(15)
+    assert inference.stop() == 0, inference.log_tail()
+    predictions.close()
+
+    assert len(per_id) == 500
+    assert set(per_id.values()) == {1}
+    assert "redelivered vectors skipped" in inference.log_path.read_text()
