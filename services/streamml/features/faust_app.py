@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import logging
 import sys
 from collections.abc import Awaitable, Iterable, Sequence
@@ -48,6 +49,7 @@ import faust
 
 from streamml.common.deadletter import dead_letter_output
 from streamml.common.errors import InvalidEventError, SpecError
+from streamml.common.settings import KafkaSettings
 from streamml.common.events import Output, from_kafka, to_kafka
 from streamml.common.spec import PipelineSpec, load_spec
 from streamml.features.handler import FeaturesHandler
@@ -88,6 +90,8 @@ class FeaturesAppSettings:
     commit_interval_s: float = 1.0
     producer_linger_s: float = 0.005
     loglevel: str = "INFO"
+    # faust.SASLCredentials or faust.SSLCredentials; None connects in plaintext.
+    credentials: Any = None
 
     def __post_init__(self) -> None:
         servers = self.broker_urls
@@ -333,6 +337,22 @@ def _header_id(headers: Iterable[tuple[str, Any]]) -> str | None:
     return None
 
 
+def broker_credentials(kafka: KafkaSettings) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """Translate the shared Kafka security settings into faust's credentials."""
+    protocol = kafka.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=kafka.ssl_ca_location)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = kafka.sasl_password.get_secret_value() if kafka.sasl_password is not None else None
+    return faust.SASLCredentials(
+        username=kafka.sasl_username, password=password, ssl_context=context, mechanism=kafka.sasl_mechanism or "PLAIN"
+    )
+
+
 def build_app(spec: PipelineSpec, settings: FeaturesAppSettings) -> faust.App:
     """Build the faust app of the features service for one pipeline.
 
@@ -356,6 +376,7 @@ def build_app(spec: PipelineSpec, settings: FeaturesAppSettings) -> faust.App:
         topic_disable_leader=True,
         web_enabled=False,
         autodiscover=False,
+        broker_credentials=settings.credentials,
         key_serializer="raw",
         value_serializer="raw",
     )

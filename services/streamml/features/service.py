@@ -27,7 +27,7 @@ def run_features(settings: FeaturesSettings, stop: threading.Event) -> int:
     if settings.mode == "push":
         run_push(settings, spec, stop)
         return 0
-    from streamml.features.faust_app import FeaturesAppSettings
+    from streamml.features.faust_app import FeaturesAppSettings, broker_credentials
     from streamml.features.faust_app import run_features as run_worker
 
     app_settings = FeaturesAppSettings(
@@ -37,6 +37,7 @@ def run_features(settings: FeaturesSettings, stop: threading.Event) -> int:
         partitions=settings.partitions,
         processing_guarantee=settings.processing_guarantee,
         loglevel=settings.log_level,
+        credentials=broker_credentials(settings.kafka),
     )
     server = None
     if settings.effective_http_port is not None:
