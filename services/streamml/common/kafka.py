@@ -198,8 +198,10 @@ class PullRunner:
         stop.wait(0.2)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not partitions:
+            return
         logger.info("%s assigned %s", self.service, [f"{p.topic}[{p.partition}]" for p in partitions])
-        if self.on_assign is not None and partitions:
+        if self.on_assign is not None:
             self.on_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
