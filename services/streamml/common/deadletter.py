@@ -13,6 +13,10 @@ from streamml.common.payloads import DEAD_LETTER_TYPE, DeadLetter
 
 logger = logging.getLogger(__name__)
 
+# A dead letter must fit under the brokers' default message.max.bytes (1 MiB) after base64
+# encoding (a third larger), so longer originals are cut; `original_size` keeps their length.
+MAX_ORIGINAL_BYTES = 256 * 1024
+
 
 def dead_letter_output(
     *,
@@ -45,7 +49,8 @@ def dead_letter_output(
         event_id=event_id,
         original_key_base64=base64.b64encode(key).decode() if key is not None else None,
         original_headers=decoded_headers,
-        original_value_base64=base64.b64encode(value or b"").decode(),
+        original_value_base64=base64.b64encode((value or b"")[:MAX_ORIGINAL_BYTES]).decode(),
+        original_size=len(value or b""),
     )
     subject = event_id or (f"{origin_topic}[{origin_partition}]@{origin_offset}" if origin_topic else http_request_id or "unknown")
     # A replayed rejection gets the same id, so the dead-letter topic can be deduplicated.

@@ -164,6 +164,8 @@ def build_http_app(
 
     async def _receive(request: Request, request_id: str) -> Response:
         headers = {name.lower(): value for name, value in request.headers.items()}
+        names = [name.decode("latin-1").lower() for name, _ in request.headers.raw]
+        repeated = sorted({name for name in names if name.startswith("ce-") and names.count(name) > 1})
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
             return _error(413, "body-too-large", f"body of {declared} bytes is over the limit of {max_body_bytes}; split it into smaller batches", request_id)
@@ -173,6 +175,11 @@ def build_http_app(
             if len(body) > max_body_bytes:
                 return _error(413, "body-too-large", f"body is over the limit of {max_body_bytes} bytes; split it into smaller batches", request_id)
         try:
+            if repeated:
+                raise InvalidEventError(
+                    "invalid-cloudevent",
+                    f"HTTP request {request_id}: headers {repeated} appear more than once; send each attribute once",
+                )
             events = from_http(headers, bytes(body), where=f"HTTP request {request_id}")
             if not events:
                 # The batch format allows an empty array, but a delivery of nothing is a client bug.

@@ -100,7 +100,8 @@ class DeadLetter(Payload):
     event_id: str | None = Field(default=None, description="CloudEvent id of the input, when it could be read.")
     original_key_base64: str | None = None
     original_headers: dict[str, str] = Field(default_factory=dict, description="Header values, decoded as UTF-8 with replacement.")
-    original_value_base64: str = ""
+    original_value_base64: str = Field(default="", description="The rejected bytes, cut to the first 256 KiB when longer.")
+    original_size: int = Field(default=0, ge=0, description="Length of the rejected value in bytes, before any cut.")
 
 
 PAYLOADS: dict[str, type[Payload]] = {
