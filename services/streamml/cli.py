@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from streamml.common.errors import SpecError
+from streamml.common.errors import KafkaUnreachableError, SpecError
 
 logger = logging.getLogger("streamml")
 
@@ -25,11 +25,15 @@ def _kafka_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
-def _settings_errors(error: ValidationError) -> str:
+def _settings_errors(error: ValidationError, prefix: str = "STREAMML_<SERVICE>_") -> str:
     """Return one line per invalid setting, naming it and the problem but not the value, which may be a secret."""
     lines = []
     for item in error.errors(include_url=False, include_input=False, include_context=False):
-        lines.append(f"  {'.'.join(str(part) for part in item['loc']) or 'settings'}: {item['msg']}")
+        name = ".".join(str(part) for part in item["loc"]) or "settings"
+        message = item["msg"]
+        if name == "spec" and item["type"] == "missing":
+            message = f"missing: pass --spec PATH or set {prefix}SPEC"
+        lines.append(f"  {name}: {message}")
     return "\n".join(lines)
 
 
@@ -56,7 +60,7 @@ def _run_service(args: argparse.Namespace) -> int:
         # str(error) would show the input values, secrets included.
         invalid = settings_module.KafkaSettings if error.title == settings_module.KafkaSettings.__name__ else settings_class
         prefix = invalid.model_config.get("env_prefix", "")
-        print(f"streamml run {args.service}: invalid settings (from flags or {prefix}* variables):\n{_settings_errors(error)}", file=sys.stderr)
+        print(f"streamml run {args.service}: invalid settings (from flags or {prefix}* variables):\n{_settings_errors(error, prefix)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_json)
     logger.info("starting %s: %s", args.service, settings.summary())
@@ -124,12 +128,37 @@ def _topics(args: argparse.Namespace) -> int:
     from streamml.common.spec import load_spec
     from streamml.demo.cluster import create_topics
 
-    configure_logging("INFO")
+    configure_logging("INFO" if args.action == "create" else "WARNING")
     spec = load_spec(args.spec)
     settings = KafkaSettings(bootstrap_servers=args.bootstrap_servers) if args.bootstrap_servers else KafkaSettings()
+    if args.action == "tail":
+        return _tail(settings, spec.topic(args.role), args.max_events)
     created = create_topics(settings, spec, partitions=args.partitions, replication_factor=args.replication_factor)
     for topic in created:
         print(f"created {topic}")
+    if not created:
+        print(f"the topics of pipeline {spec.name} exist already")
+    return 0
+
+
+def _tail(settings: Any, topic: str, max_events: int) -> int:
+    """Print a topic's events from its beginning as structured-mode JSON, one per line."""
+    import json
+
+    from streamml.common.events import to_structured_json
+    from streamml.demo.cluster import TopicReader
+
+    reader = TopicReader(settings, topic)
+    printed = 0
+    try:
+        while max_events == 0 or printed < max_events:
+            for event in reader.poll(timeout_s=0.5):
+                print(json.dumps(to_structured_json(event)), flush=True)
+                printed += 1
+                if printed == max_events:
+                    break
+    finally:
+        reader.close()
     return 0
 
 
@@ -159,11 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run_service)
 
     topics = commands.add_parser("topics", help="Create the pipeline's topics.")
-    topics.add_argument("action", choices=("create",))
+    topics.add_argument("action", choices=("create", "tail"), help="create: make the topics; tail: print one topic's events.")
     topics.add_argument("--spec", required=True)
     topics.add_argument("--bootstrap-servers", help="Kafka brokers, host:port (or STREAMML_KAFKA_BOOTSTRAP_SERVERS).")
     topics.add_argument("--partitions", type=int, default=1, help="Partitions of each topic but the models topic (default: 1).")
     topics.add_argument("--replication-factor", type=int, default=1, help="Replicas of each partition (default: 1).")
+    topics.add_argument("--role", default="predictions", help="With tail: input, raw, features, labels, models, predictions or dead_letter.")
+    topics.add_argument("--max-events", type=int, default=0, help="With tail: stop after N events; 0 follows the topic until Ctrl-C.")
     topics.set_defaults(func=_topics)
 
     demo = commands.add_parser("demo", help="Replay a dataset through all four services and report the served accuracy.")
@@ -194,14 +225,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "csv", None) and not getattr(args, "spec", None):
-        print("streamml: --csv needs --spec, the pipeline spec that types the CSV columns", file=sys.stderr)
-        return 2
+    if args.command in ("demo", "replay"):
+        if args.csv and not args.spec:
+            print("streamml: --csv needs --spec, the pipeline spec that types the CSV columns", file=sys.stderr)
+            return 2
+        if args.spec and not args.csv:
+            print("streamml: --spec needs --csv, the dataset that the spec describes", file=sys.stderr)
+            return 2
+        if args.csv and not Path(args.csv).is_file():
+            print(f"streamml: CSV file {args.csv} not found: pass an existing file to --csv", file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except SpecError as error:
         print(f"streamml: {error}", file=sys.stderr)
         return 2
+    except KafkaUnreachableError as error:
+        print(f"streamml: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -50,6 +50,7 @@ def test_models_published_loaded_and_swapped(bootstrap_servers, elec2_csv, elec2
     training = ServiceProcess("training", spec_path, settings, tmp_path, extra_env={"STREAMML_TRAINING_MODEL_DIR": str(tmp_path / "models")})
     training.start()
     models = TopicReader(settings, spec.topic("models"))
+    inference = ServiceProcess("inference", spec_path, settings, tmp_path)
     try:
         produce_replay(settings, spec.topic("labels"), by_topic[spec.topic("labels")][:4000])
         produce_replay(settings, spec.topic("features"), by_topic[spec.topic("features")][:4000])
@@ -68,7 +69,6 @@ def test_models_published_loaded_and_swapped(bootstrap_servers, elec2_csv, elec2
         assert f"restored model {spec.model_name} at version 2 after 4000 learned samples" in training.log_path.read_text()
         assert training.stop() == 0, training.log_tail()
 
-        inference = ServiceProcess("inference", spec_path, settings, tmp_path)
         inference.start()
         predictions = TopicReader(settings, spec.topic("predictions"))
         # The inference group is new, so it predicts the 4,000 earlier vectors too.
@@ -95,3 +95,4 @@ def test_models_published_loaded_and_swapped(bootstrap_servers, elec2_csv, elec2
     finally:
         models.close()
         training.stop()
+        inference.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import signal
 import threading
 import time
@@ -17,12 +19,17 @@ from tests.e2e.test_elec2 import unique_spec
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
-ROWS = 6000
 RATE = 1500
 
 
-@pytest.mark.parametrize("victim", ["features", "inference"])
-def test_sigkill_loses_and_repeats_nothing(victim, bootstrap_servers, elec2_csv, elec2_spec_path, tmp_path):
+# STREAMML_FAULT_RUNS and STREAMML_FAULT_EVENTS scale this test up; CI runs one kill per service.
+RUNS = int(os.environ.get("STREAMML_FAULT_RUNS", "1"))
+ROWS = int(os.environ.get("STREAMML_FAULT_EVENTS", "6000"))
+
+
+@pytest.mark.parametrize("run", range(RUNS))
+@pytest.mark.parametrize("victim", ["ingestion", "features", "training", "inference"])
+def test_sigkill_loses_and_repeats_nothing(victim, run, bootstrap_servers, elec2_csv, elec2_spec_path, tmp_path):
     spec_path = unique_spec(elec2_spec_path, tmp_path, f"kill-{victim}")
     spec = load_spec(spec_path)
     settings = KafkaSettings(bootstrap_servers=bootstrap_servers)
@@ -40,11 +47,13 @@ def test_sigkill_loses_and_repeats_nothing(victim, bootstrap_servers, elec2_csv,
     with PipelineProcesses(spec_path, settings, tmp_path / "logs") as pipeline:
         producer = threading.Thread(target=produce_replay, args=(settings, spec.topic("input"), (r.event for r in rows), RATE))
         producer.start()
-        # Kill once predictions are flowing, while inputs are still arriving.
+        # Kill at a random point once predictions are flowing, while inputs are still arriving.
+        kill_at = int(ROWS * random.Random(f"{victim}-{run}").uniform(0.1, 0.5))
+        print(f"killing {victim} after {kill_at} predictions")
         deadline = time.monotonic() + 120
-        while len(per_id) < ROWS // 4 and time.monotonic() < deadline:
-            drain(time.monotonic() + 0.5)
-        assert len(per_id) >= ROWS // 4, pipeline.services[victim].log_tail()
+        while len(per_id) < kill_at and time.monotonic() < deadline:
+            drain(time.monotonic() + 0.2)
+        assert len(per_id) >= kill_at, pipeline.services[victim].log_tail()
         service = pipeline.services[victim]
         service.stop(sig=signal.SIGKILL)
         drain(time.monotonic() + 2)

@@ -39,5 +39,9 @@ class RetriableError(StreammlError):
         self.retry_after_s = retry_after_s
 
 
+class KafkaUnreachableError(StreammlError):
+    """No broker answered at the configured bootstrap servers."""
+
+
 class ModelRejectedError(StreammlError):
     """A published model cannot serve this pipeline; the previous model keeps serving."""

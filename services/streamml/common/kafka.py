@@ -298,6 +298,35 @@ class PullRunner:
             self.consumer.seek(TopicPartition(topic, partition, offset))
 
 
+def topic_partitions(settings: KafkaSettings, topic: str, timeout_s: float = 10.0) -> int | None:
+    """Return the partition count of `topic`, or None when it does not exist."""
+    from confluent_kafka.admin import AdminClient
+
+    # Asking for all topics: a metadata request that names a topic makes the broker auto-create it.
+    metadata = AdminClient(settings.client_config()).list_topics(timeout=timeout_s)
+    described = metadata.topics.get(topic)
+    if described is None or described.error is not None or not described.partitions:
+        return None
+    return len(described.partitions)
+
+
+def wait_for_topics(settings: KafkaSettings, topics: Sequence[str], stop: threading.Event, spec_path: object = "SPEC") -> None:
+    """Block until every topic exists, warning every 30 seconds with the command that creates them."""
+    warned = 0.0
+    while not stop.is_set():
+        missing = [topic for topic in topics if topic_partitions(settings, topic) is None]
+        if not missing:
+            return
+        now = time.monotonic()
+        if now - warned >= 30:
+            logger.warning(
+                "waiting for topics %s, which do not exist: create them with `streamml topics create --spec %s`",
+                ", ".join(missing), spec_path,
+            )
+            warned = now
+        stop.wait(1.0)
+
+
 def read_compacted(settings: KafkaSettings, topic: str, timeout_s: float = 10.0) -> list[Message]:
     """Read a topic from the beginning to its current end, outside any consumer group."""
     consumer = Consumer(consumer_config(settings, group_id="streamml-reader", **{"enable.auto.offset.store": False}))

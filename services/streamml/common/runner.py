@@ -13,7 +13,7 @@ from confluent_kafka import TopicPartition
 from streamml.common.events import Output
 from streamml.common.handler import EventHandler
 from streamml.common.http import build_http_app
-from streamml.common.kafka import Emitter, PullRunner
+from streamml.common.kafka import Emitter, PullRunner, wait_for_topics
 from streamml.common.process import HttpServer
 from streamml.common.settings import ServiceSettings
 from streamml.common.spec import PipelineSpec
@@ -58,6 +58,8 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
     their outputs to be acknowledged, commits the offsets and flushes the producer.
     """
     wait_for_kafka(emitter, settings, stop)
+    if settings.mode == "pull":
+        wait_for_topics(settings.kafka, parts.input_topics, stop, settings.spec)
     if stop.is_set():
         emitter.close()
         return

@@ -345,7 +345,7 @@ def load_spec(path: str | Path) -> PipelineSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as error:
-        raise SpecError(f"pipeline spec {path} not found: pass --spec PATH or set STREAMML_SPEC") from error
+        raise SpecError(f"pipeline spec {path} not found: pass an existing file to --spec or STREAMML_<SERVICE>_SPEC") from error
     except OSError as error:
         raise SpecError(f"cannot read pipeline spec {path}: {error}") from error
     try:

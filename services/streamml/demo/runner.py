@@ -14,7 +14,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from streamml.common.errors import SpecError
+from streamml.common.errors import KafkaUnreachableError, SpecError
 from streamml.common.settings import KafkaSettings
 from streamml.common.spec import PipelineSpec, load_spec
 from streamml.demo.replay import ReplayedRow, replay_csv
@@ -100,14 +100,43 @@ def run_embedded(spec: PipelineSpec, rows: list[ReplayedRow], score: ServedAccur
         logger.warning("%d events were dead-lettered", len(pipeline.dead_letters))
 
 
+def check_reachable(settings: KafkaSettings, timeout_s: float = 10.0) -> None:
+    """Raise KafkaUnreachableError unless a broker answers at the bootstrap servers."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient(settings.client_config()).list_topics(timeout=timeout_s)
+    except KafkaException as error:
+        raise KafkaUnreachableError(
+            f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout_s:.0f}s: start one "
+            "(for example `python scripts/kafka_broker.py start --work-dir /tmp/kafka`) or fix --bootstrap-servers"
+        ) from error
+
+
+def unique_run_spec(spec_path: Path) -> Path:
+    """Copy a spec under a new pipeline name, so a run over Kafka gets fresh topics, groups and event ids."""
+    import uuid
+
+    import yaml
+
+    document = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    document["name"] = f"{document['name']}-{uuid.uuid4().hex[:8]}"[:63]
+    path = Path(tempfile.mkdtemp(prefix="streamml-spec-")) / f"{document['name']}.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
 def run_over_kafka(
     spec: PipelineSpec, spec_path: Path, rows: list[ReplayedRow], score: ServedAccuracy, bootstrap_servers: str, rate: float, progress: bool
 ) -> None:
     from streamml.demo.cluster import PipelineProcesses, TopicReader, create_topics, produce_replay
 
     settings = KafkaSettings(bootstrap_servers=bootstrap_servers)
-    create_topics(settings, spec)
+    check_reachable(settings)
     log_dir = Path(tempfile.mkdtemp(prefix="streamml-demo-"))
+    print(f"service logs: {log_dir}")
+    create_topics(settings, spec)
     reader = TopicReader(settings, spec.topic("predictions"))
     expected_ids = {row.event.get_id() for row in rows}
     with PipelineProcesses(spec_path.resolve(), settings, log_dir) as services:
@@ -155,6 +184,12 @@ def run_demo(
     score = ServedAccuracy(labels, numeric=spec.label.kind == "numeric")
     started = time.monotonic()
     if bootstrap_servers:
+        # Every run over Kafka gets its own topics: a rerun must not count an earlier run's predictions.
+        spec_file = unique_run_spec(spec_file)
+        spec = load_spec(spec_file)
+        rows, labels = _rows(csv_file, spec, limit)
+        score = ServedAccuracy(labels, numeric=spec.label.kind == "numeric")
+        print(f"pipeline {spec.name}: topics {spec.topic('input')} … {spec.topic('predictions')}")
         run_over_kafka(spec, spec_file, rows, score, bootstrap_servers, rate, progress)
     else:
         run_embedded(spec, rows, score, progress)

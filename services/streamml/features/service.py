@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from streamml.common.changelog import ChangelogStore, ensure_compacted_topic
 from streamml.common.http import build_health_app
-from streamml.common.kafka import Emitter
+from streamml.common.errors import SpecError
+from streamml.common.kafka import Emitter, topic_partitions, wait_for_topics
 from streamml.common.process import HttpServer
 from streamml.common.runner import ServiceParts, run_service
 from streamml.common.settings import FeaturesSettings
 from streamml.common.spec import PipelineSpec, load_spec
 from streamml.features.handler import FeaturesHandler
+
+logger = logging.getLogger(__name__)
 
 SERVICE = "features"
 
@@ -28,13 +32,26 @@ def run_features(settings: FeaturesSettings, stop: threading.Event) -> int:
         run_push(settings, spec, stop)
         return 0
     from streamml.features.faust_app import FeaturesAppSettings, broker_credentials
+
+    # faust ignores a source topic that is missing at start, so wait for it here.
+    wait_for_topics(settings.kafka, [spec.topic("raw")], stop, settings.spec)
+    if stop.is_set():
+        return 0
+    partitions = topic_partitions(settings.kafka, spec.topic("raw")) or settings.partitions
+    if partitions != settings.partitions:
+        if "partitions" in settings.model_fields_set:
+            raise SpecError(
+                f"STREAMML_FEATURES_PARTITIONS is {settings.partitions} but {spec.topic('raw')} has {partitions} partitions: "
+                "unset it, or set it to the raw topic's partition count"
+            )
+        logger.info("the raw topic %s has %d partitions; the state table follows", spec.topic("raw"), partitions)
     from streamml.features.faust_app import run_features as run_worker
 
     app_settings = FeaturesAppSettings(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         app_id=settings.group_id,
         data_dir=settings.data_dir,
-        partitions=settings.partitions,
+        partitions=partitions,
         processing_guarantee=settings.processing_guarantee,
         loglevel=settings.log_level,
         credentials=broker_credentials(settings.kafka),

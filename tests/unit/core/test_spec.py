@@ -66,7 +66,7 @@ def test_feature_of_unknown_field():
 
 
 def test_missing_file_says_how(tmp_path):
-    with pytest.raises(SpecError, match="--spec PATH"):
+    with pytest.raises(SpecError, match="pass an existing file to --spec"):
         load_spec(tmp_path / "absent.yaml")
 
 
