@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=("pull", "push"), help="pull: consume Kafka; push: HTTP only, for Knative (or STREAMML_<SERVICE>_MODE).")
     run.set_defaults(func=_run_service)
 
-    topics = commands.add_parser("topics", help="Create the pipeline's topics.")
+    topics = commands.add_parser("topics", help="Create the pipeline's topics, or print one topic's events.")
     topics.add_argument("action", choices=("create", "tail"), help="create: make the topics; tail: print one topic's events.")
     topics.add_argument("--spec", required=True)
     topics.add_argument("--bootstrap-servers", help="Kafka brokers, host:port (or STREAMML_KAFKA_BOOTSTRAP_SERVERS).")

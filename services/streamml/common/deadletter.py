@@ -1,4 +1,4 @@
-"""Dead-letter records: the rejected input kept whole, with the reason and its origin."""
+"""Dead-letter records: the rejected input (its first 256 KiB), with the reason and its origin."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from streamml.common.payloads import DEAD_LETTER_TYPE, DeadLetter
 logger = logging.getLogger(__name__)
 
 # A dead letter must fit under the brokers' default message.max.bytes (1 MiB) after base64
-# encoding (a third larger), so longer originals are cut; `original_size` keeps their length.
+# encoding, which adds a third. Longer originals are cut, and `original_size` keeps their length.
 MAX_ORIGINAL_BYTES = 256 * 1024
 
 
