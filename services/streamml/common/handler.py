@@ -41,6 +41,13 @@ class EventHandler:
                 results.append(error)
         return results
 
+    def handle_one_of_batch(self, event: CloudEvent) -> list[Output]:
+        """Run `handle_batch` on one event and raise its InvalidEventError, for handlers that work in batches."""
+        result = self.handle_batch([event])[0]
+        if isinstance(result, InvalidEventError):
+            raise result
+        return result
+
     def tick(self, now: datetime) -> list[Output]:
         return []
 

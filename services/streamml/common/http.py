@@ -199,28 +199,19 @@ def build_http_app(
         replies = [output.event for output in outputs if output.topic == reply_topic]
         return _reply(replies, headers.get("content-type", ""), request_id)
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "alive"})
+    def ready() -> bool:
+        return handler.ready() and (is_ready() if is_ready is not None else True)
 
-    async def readyz(request: Request) -> Response:
-        ready = handler.ready() and (is_ready() if is_ready is not None else True)
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
-
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    return Starlette(
-        routes=[
-            Route("/", receive, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-        ]
-    )
+    return Starlette(routes=[Route("/", receive, methods=["POST"]), *_probe_routes(ready)])
 
 
 def build_health_app(is_ready: Callable[[], bool]) -> Starlette:
     """Build an app with only the probes and /metrics, for a worker that takes no HTTP deliveries."""
+    return Starlette(routes=_probe_routes(is_ready))
+
+
+def _probe_routes(is_ready: Callable[[], bool]) -> list[Route]:
+    """Return the liveness, readiness and Prometheus routes."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "alive"})
@@ -232,13 +223,11 @@ def build_health_app(is_ready: Callable[[], bool]) -> Starlette:
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-        ]
-    )
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
 
 
 def _reply(events: list[CloudEvent], request_content_type: str, request_id: str) -> Response:

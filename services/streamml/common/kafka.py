@@ -62,20 +62,14 @@ class Emitter:
             self._producer.poll(0.05)
 
     def send(self, output: Output) -> Future[Message]:
-        future: Future[Message] = Future()
-
-        def on_delivery(error: KafkaError | None, message: Message) -> None:
-            if error is not None:
-                future.set_exception(DeliveryError(f"delivery to {output.topic} failed: {error}"))
-            else:
-                future.set_result(message)
-
         key, value, headers = to_kafka(output.event)
-        self._produce(output.topic, key, value, headers, on_delivery)
-        return future
+        return self._produce(output.topic, key, value, headers)
 
     def send_raw(self, topic: str, key: bytes | None, value: bytes | None) -> Future[Message]:
         """Produce a record that is not a CloudEvent, such as a state changelog entry."""
+        return self._produce(topic, key, value, None)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: KafkaHeaders | None) -> Future[Message]:
         future: Future[Message] = Future()
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
@@ -84,14 +78,10 @@ class Emitter:
             else:
                 future.set_result(message)
 
-        self._produce(topic, key, value, None, on_delivery)
-        return future
-
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: KafkaHeaders | None, on_delivery) -> None:
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
-                return
+                return future
             except BufferError:
                 # The local queue is full: wait for acknowledgements to free space.
                 self._producer.poll(0.05)

@@ -92,10 +92,7 @@ class InferenceHandler(EventHandler):
         return True
 
     def handle(self, event: CloudEvent) -> list[Output]:
-        result = self.handle_batch([event])[0]
-        if isinstance(result, InvalidEventError):
-            raise result
-        return result
+        return self.handle_one_of_batch(event)
 
     def handle_batch(self, events: Sequence[CloudEvent]) -> BatchResult:
         model = self.model

@@ -153,10 +153,7 @@ class TrainingHandler(EventHandler):
 
     def handle(self, event: CloudEvent) -> list[Output]:
         """Hold or join one event, and raise InvalidEventError when it is rejected."""
-        result = self.handle_batch([event])[0]
-        if isinstance(result, InvalidEventError):
-            raise result
-        return result
+        return self.handle_one_of_batch(event)
 
     def handle_batch(self, events: Sequence[CloudEvent]) -> BatchResult:
         """Hold or join each event in order. Each joined sample is predicted, scored, then learned."""
