@@ -34,7 +34,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 SERVICES = ("ingestion", "features", "training", "inference")
 # The role of the topic whose first record marks each service's first output.
 OUTPUT_ROLE = {"ingestion": "raw", "features": "features", "training": "models", "inference": "predictions"}
-# What a service must import before it can do anything: the floor process imports the same.
+# The modules a service imports before it can do anything; the floor process imports the same.
 FLOOR_IMPORTS = {
     "ingestion": "streamml.ingestion.service",
     "features": "streamml.features.service, streamml.features.faust_app",

@@ -40,7 +40,7 @@ class RetriableError(StreammlError):
 
 
 class KafkaUnreachableError(StreammlError):
-    """No broker answered at the configured bootstrap servers."""
+    """No broker responded at the configured bootstrap servers."""
 
 
 class ModelRejectedError(StreammlError):

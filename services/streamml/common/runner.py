@@ -38,7 +38,7 @@ class ServiceParts:
 
 
 def wait_for_kafka(emitter: Emitter, settings: ServiceSettings, stop: threading.Event) -> None:
-    """Block until the brokers answer, logging a warning every 30 seconds while they do not."""
+    """Block until the brokers respond, logging a warning every 30 seconds while they do not."""
     warned = 0.0
     while not stop.is_set() and not emitter.connected():
         now = time.monotonic()

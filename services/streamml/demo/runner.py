@@ -101,7 +101,7 @@ def run_embedded(spec: PipelineSpec, rows: list[ReplayedRow], score: ServedAccur
 
 
 def check_reachable(settings: KafkaSettings, timeout_s: float = 10.0) -> None:
-    """Raise KafkaUnreachableError unless a broker answers at the bootstrap servers."""
+    """Raise KafkaUnreachableError unless a broker responds at the bootstrap servers."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
@@ -109,7 +109,7 @@ def check_reachable(settings: KafkaSettings, timeout_s: float = 10.0) -> None:
         AdminClient(settings.client_config()).list_topics(timeout=timeout_s)
     except KafkaException as error:
         raise KafkaUnreachableError(
-            f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout_s:.0f}s: start one "
+            f"no Kafka broker responded at {settings.bootstrap_servers} within {timeout_s:.0f}s: start one "
             "(for example `python scripts/kafka_broker.py start --work-dir /tmp/kafka`) or fix --bootstrap-servers"
         ) from error
 
@@ -179,16 +179,14 @@ def run_demo(
             spec_file = Path(spec_path)
     else:
         csv_file, spec_file = Path(csv_path), Path(spec_path or "")
+    if bootstrap_servers:
+        # Every run over Kafka gets its own topics: a rerun must not count an earlier run's predictions.
+        spec_file = unique_run_spec(spec_file)
     spec = load_spec(spec_file)
     rows, labels = _rows(csv_file, spec, limit)
     score = ServedAccuracy(labels, numeric=spec.label.kind == "numeric")
     started = time.monotonic()
     if bootstrap_servers:
-        # Every run over Kafka gets its own topics: a rerun must not count an earlier run's predictions.
-        spec_file = unique_run_spec(spec_file)
-        spec = load_spec(spec_file)
-        rows, labels = _rows(csv_file, spec, limit)
-        score = ServedAccuracy(labels, numeric=spec.label.kind == "numeric")
         print(f"pipeline {spec.name}: topics {spec.topic('input')} … {spec.topic('predictions')}")
         run_over_kafka(spec, spec_file, rows, score, bootstrap_servers, rate, progress)
     else:

@@ -1,9 +1,10 @@
 """Duplicate suppression for predictions, with the predictions topic as its durable state.
 
-Every prediction's CloudEvent id derives from its input event's id, so a feature
-vector delivered twice (a features worker replaying after a crash, or this
-service replaying its own uncommitted batch) would produce a prediction with an
-id that is already on the predictions topic. The inference handler skips those.
+Every prediction's CloudEvent id derives from its input event's id. A feature
+vector delivered twice would therefore produce a prediction whose id is already
+on the predictions topic, and the inference handler skips it. Such repeats come
+from a features worker replaying after a crash, or from this service replaying
+its own uncommitted batch.
 At start and after each partition assignment the service reloads the ids from
 the tail of the predictions topic, reading only the `ce_id` header of each record.
 """

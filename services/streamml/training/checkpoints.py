@@ -2,7 +2,7 @@
 
 The training service may run as a Knative Service that scales to zero, where no
 local disk outlives a pod. After each published model version it writes the
-learner state to the checkpoints topic, keyed by model name; at start it reads
+learner state to the checkpoints topic, keyed by model name. At start it reads
 the newest checkpoint back.
 
 Checkpoints are written with `torch.save` and read with `torch.load(weights_only=True)`,
