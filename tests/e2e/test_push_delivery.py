@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from collections import Counter
 
-import httpx
 import pytest
 
 from streamml.common.settings import KafkaSettings
@@ -16,29 +14,11 @@ from streamml.demo.cluster import ServiceProcess, TopicReader, create_topics, pr
 from streamml.demo.replay import replay_csv
 from tests.e2e.dispatcher import Dispatcher
 from tests.e2e.test_elec2 import unique_spec
+from tests.http_helpers import free_port, wait_http
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
 ROWS = 3000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(service: ServiceProcess, url: str, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert service.alive(), f"{service.service} exited:\n{service.log_tail()}"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{service.service} not ready after {timeout_s}s:\n{service.log_tail()}")
 
 
 def test_push_chain_survives_restarts(bootstrap_servers, elec2_csv, elec2_spec_path, tmp_path):
@@ -65,7 +45,7 @@ def test_push_chain_survives_restarts(bootstrap_servers, elec2_csv, elec2_spec_p
     dispatchers = []
     try:
         for name, service in services.items():
-            wait_ready(service, urls[name])
+            wait_http(service, urls[name])
         for name, topics in inputs.items():
             dispatchers.append(Dispatcher(bootstrap_servers, topics, urls[name] + "/", spec.topic("dead_letter"), group_id=f"{spec.name}-{name}").start())
 
@@ -76,13 +56,13 @@ def test_push_chain_survives_restarts(bootstrap_servers, elec2_csv, elec2_spec_p
         services["features"].stop(sig=signal.SIGKILL)
         produce_replay(settings, spec.topic("input"), (row.event for row in rows[1000:2000]), rate=1000)
         services["features"].start()
-        wait_ready(services["features"], urls["features"])
+        wait_http(services["features"], urls["features"])
 
         # Stop inference cleanly mid-stream, then restart it.
         assert services["inference"].stop() == 0, services["inference"].log_tail()
         produce_replay(settings, spec.topic("input"), (row.event for row in rows[2000:]), rate=1000)
         services["inference"].start()
-        wait_ready(services["inference"], urls["inference"])
+        wait_http(services["inference"], urls["inference"])
 
         predictions = TopicReader(settings, spec.topic("predictions"))
         per_id: Counter[str] = Counter()

@@ -1,4 +1,4 @@
-"""The inference service answers a CloudEvent with a CloudEvent over HTTP, in each content mode."""
+"""The inference service replies to a CloudEvent with a CloudEvent over HTTP, in each content mode."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from streamml.demo.cluster import ServiceProcess, create_topics, produce_replay
 from streamml.features.pipeline import FeatureExtractor
 from streamml.training.handler import TrainingHandler
 from tests.e2e.test_elec2 import unique_spec
-from tests.kafka.test_ingestion_service import free_port
+from tests.http_helpers import free_port, wait_http
 
 pytestmark = pytest.mark.kafka
 
@@ -35,14 +35,8 @@ def start_inference(spec_path, settings, tmp_path, wait_s: str):
     service = ServiceProcess("inference", spec_path, settings, tmp_path, extra_env=env)
     service.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(f"{url}/healthz", timeout=2)
-            return service, url
-        except httpx.TransportError:
-            assert time.monotonic() < deadline and service.alive(), service.log_tail()
-            time.sleep(0.3)
+    wait_http(service, url, path="/healthz", timeout_s=60)
+    return service, url
 
 
 def test_reply_in_each_mode(bootstrap_servers, elec2_spec_path, tmp_path):

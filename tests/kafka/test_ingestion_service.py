@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 
 import httpx
@@ -16,6 +15,7 @@ from streamml.common.settings import KafkaSettings
 from streamml.common.spec import load_spec
 from streamml.demo.cluster import ServiceProcess, TopicReader, create_topics, produce_replay
 from tests.e2e.test_elec2 import unique_spec
+from tests.http_helpers import free_port, wait_http
 
 pytestmark = pytest.mark.kafka
 
@@ -23,12 +23,6 @@ ROW = {
     "date": 0.0, "day": "2", "period": 0.5, "nswprice": 0.05, "nswdemand": 0.4,
     "vicprice": 0.003, "vicdemand": 0.42, "transfer": 0.41, "class": "UP",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def record(event_id: str, **changes):
@@ -53,16 +47,7 @@ def ingestion(bootstrap_servers, elec2_spec_path, tmp_path):
     service = ServiceProcess("ingestion", spec_path, settings, tmp_path, extra_env={"STREAMML_INGESTION_HTTP_PORT": str(port), "STREAMML_INGESTION_MAX_BODY_BYTES": "20000"})
     service.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"ingestion never became ready:\n{service.log_tail()}"
-        assert service.alive(), service.log_tail()
-        time.sleep(0.3)
+    wait_http(service, url, timeout_s=60)
     yield spec, settings, url, service
     assert service.stop() == 0, service.log_tail()
 
@@ -81,7 +66,8 @@ def test_kafka_input_valid_and_invalid(ingestion):
     [letter] = collect(dead, 1)
     data = letter.get_data()
     assert data["reason"] == "invalid-data"
-    assert "nswprice" in data["message"] and "'high'" in data["message"]
+    assert "nswprice" in data["message"]
+    assert "'high'" in data["message"]
     assert data["origin_topic"] == spec.topic("input")
     assert data["origin_partition"] == 0
     assert data["origin_offset"] == 1

@@ -90,7 +90,8 @@ def test_models_published_loaded_and_swapped(bootstrap_servers, elec2_csv, elec2
         assert {event.get_data()["model_version"] for event in later} == {10}
         assert inference.stop() == 0
         log = inference.log_path.read_text()
-        assert "rejected model event" in log and "v9" in log
+        assert "rejected model event" in log
+        assert "v9" in log
         predictions.close()
     finally:
         models.close()

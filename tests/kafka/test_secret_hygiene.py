@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 
 import httpx
 import pytest
@@ -13,22 +12,10 @@ from streamml.common.settings import KafkaSettings
 from streamml.common.spec import load_spec
 from streamml.demo.cluster import ServiceProcess, TopicReader, create_topics
 from tests.e2e.test_elec2 import unique_spec
-from tests.kafka.test_ingestion_service import collect, free_port, record
+from tests.http_helpers import free_port, wait_http
+from tests.kafka.test_ingestion_service import collect, record
 
 pytestmark = pytest.mark.kafka
-
-
-def wait_until_ready(url: str, service: ServiceProcess, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"ingestion never became ready:\n{service.log_tail()}"
-        assert service.alive(), service.log_tail()
-        time.sleep(0.3)
 
 
 def test_secrets_not_in_log_or_metrics(bootstrap_servers, elec2_spec_path, tmp_path):
@@ -61,7 +48,7 @@ def test_secrets_not_in_log_or_metrics(bootstrap_servers, elec2_spec_path, tmp_p
     raw = TopicReader(settings, spec.topic("raw"))
     dead = TopicReader(settings, spec.topic("dead_letter"))
     try:
-        wait_until_ready(url, service)
+        wait_http(service, url, timeout_s=60)
         authorized = {"authorization": f"Bearer {token}"}
 
         headers, body = to_http_binary(record("s-ok"))

@@ -68,7 +68,8 @@ def test_second_instance_joins_mid_stream(bootstrap_servers, elec2_spec_path, tm
     deadline = time.monotonic() + 120
     while len(per_id) < VECTORS and time.monotonic() < deadline:
         drain(1)
-        assert first.alive() and second.alive(), first.log_tail() + second.log_tail()
+        assert first.alive(), first.log_tail()
+        assert second.alive(), second.log_tail()
     drain(3)
     predictions.close()
     assert first.stop() == 0, first.log_tail()
