@@ -186,9 +186,14 @@ class ModelSpec(_Strict):
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["linear", "logistic", "softmax", "mlp"]
     hidden: tuple[int, ...] = Field(default=(32,), description="Hidden layer widths of an mlp.")
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "adam", "newton"] = "sgd"
     learning_rate: float = Field(default=0.05, gt=0, le=10)
     l2: float = Field(default=0.0, ge=0)
+    memory: int = Field(
+        default=5000,
+        gt=1,
+        description="newton only: how many recent samples the curvature estimate weighs, as 1 / (1 - forgetting factor).",
+    )
     seed: int = 0
 
     @field_validator("hidden")
@@ -198,11 +203,27 @@ class ModelSpec(_Strict):
             raise ValueError(f"hidden layer widths must be positive integers, got {list(value)}")
         return value
 
+    @model_validator(mode="after")
+    def _newton_needs_one_layer(self) -> ModelSpec:
+        if self.optimizer == "newton" and self.kind not in ("linear", "logistic"):
+            raise ValueError(
+                f"optimizer newton trains linear and logistic models, not {self.kind}: use sgd or adam for {self.kind}"
+            )
+        if self.optimizer == "newton" and self.l2 <= 0:
+            raise ValueError("optimizer newton needs l2 > 0, which damps its steps; 0.001 is a good start")
+        return self
+
 
 class TrainingSpec(_Strict):
     """When the training service exports and publishes a new model version."""
 
     every_events: int | None = Field(default=1000, gt=0)
+    batch_size: int = Field(
+        default=1,
+        gt=0,
+        le=100_000,
+        description="Joined samples per learning step; each is still predicted before the step that learns it.",
+    )
     every_seconds: float | None = Field(default=None, gt=0)
     max_pending: int = Field(
         default=100_000,

@@ -5,7 +5,7 @@ joined on the input record's CloudEvent id, in whichever order they arrive. Each
 joined sample is first predicted by the current model, which updates the
 prequential metrics, and only then learned from.
 
-With `batch_size=1` (the default) every sample is one optimizer step. With a larger
+With `batch_size=1` (the default of `training.batch_size`) every sample is one optimizer step. With a larger
 `batch_size`, joined samples collect in a block. Each is predicted when it joins,
 and the block is learned in one step when it is full, so every sample is still
 predicted by a model that has not seen it. Blocks form in join order, so the
@@ -102,9 +102,10 @@ class TrainingHandler(EventHandler):
         spec: PipelineSpec,
         *,
         model_dir: str | Path | None = None,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
+        batch_size = spec.training.batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.spec = spec

@@ -9,6 +9,13 @@ weights into an ONNX graph, so serving computes what training computed.
 The networks are shallow (Linear and ReLU layers), so the gradients are computed
 in closed form with torch tensor ops instead of autograd, and SGD and Adam are
 applied in place with the update rules of `torch.optim.SGD` and `torch.optim.Adam`.
+
+The `newton` optimizer, for linear and logistic models, keeps an exponentially
+forgotten sum of the loss curvature (`X^T diag(w) X`, with `w = p (1 - p)` for the
+logistic loss and 1 for squared error) and steps by its inverse times the gradient.
+For squared error that is recursive least squares with forgetting. One step on a block
+of 64 rows then learns about as much as 64 SGD steps, so learning runs in blocks at the
+speed of a few matrix products per block.
 On single-row batches their bookkeeping dominates: with torch 2.15 on one CPU
 thread, a logistic `learn_one` took about 430 µs through autograd and `torch.optim`
 and about 110 µs this way (a measurement on a shared 2-core machine).
@@ -158,6 +165,10 @@ class OnlineLearner:
         self._moments: list[tuple[torch.Tensor, torch.Tensor]] = []
         if model.optimizer == "adam":
             self._moments = [(torch.zeros_like(tensor), torch.zeros_like(tensor)) for tensor in self.parameters()]
+        # Newton's curvature estimate over [weights, bias], starting from the damping term alone.
+        self._curvature: torch.Tensor | None = None
+        if model.optimizer == "newton":
+            self._curvature = torch.eye(n_features + 1, dtype=torch.float64) * model.l2
 
     @classmethod
     def from_spec(cls, spec: PipelineSpec, n_features: int) -> OnlineLearner:
@@ -213,8 +224,10 @@ class OnlineLearner:
         targets = self._targets(y)
         inputs = torch.from_numpy(self.standardizer.transform(x64.astype(np.float32)))
         activations = self._activations(inputs)
-        gradients = self._gradients(activations, self._logit_gradient(activations[-1], targets))
-        self._step(gradients)
+        if self._curvature is not None:
+            self._newton_step(inputs, activations[-1], targets)
+        else:
+            self._step(self._gradients(activations, self._logit_gradient(activations[-1], targets)))
         self.samples += x64.shape[0]
 
     def learn_one(self, x: np.ndarray | list[float], y: int | float) -> None:
@@ -280,6 +293,30 @@ class OnlineLearner:
             denominator = (square.sqrt() / correction2_sqrt).add_(_ADAM_EPS)
             parameter.addcdiv_(mean, denominator, value=-rate / correction1)
 
+    def _newton_step(self, inputs: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Fold the block's curvature into the forgotten sum, then step by its inverse times the gradient."""
+        assert self._curvature is not None
+        self.steps += 1
+        n = inputs.shape[0]
+        design = torch.cat((inputs.double(), torch.ones(n, 1, dtype=torch.float64)), dim=1)
+        outputs = logits[:, 0].double()
+        if self.model.kind == "logistic":
+            probability = torch.sigmoid(outputs)
+            residual = probability - targets.double()
+            weights = probability * (1.0 - probability)
+        else:
+            residual = outputs - targets.double()
+            weights = torch.ones(n, dtype=torch.float64)
+        forget = (1.0 - 1.0 / self.model.memory) ** n
+        curvature = self._curvature
+        curvature.mul_(forget).add_((design.t() * weights) @ design)
+        # Damping keeps its full weight however much of the past is forgotten.
+        curvature.diagonal().add_(self.model.l2 * (1.0 - forget))
+        step = torch.linalg.solve(curvature, design.t() @ residual) * self.model.learning_rate
+        weight, bias = self.layers[0]
+        weight.sub_(step[:-1].to(torch.float32).unsqueeze(0))
+        bias.sub_(step[-1:].to(torch.float32))
+
     # Parameters and state -----------------------------------------------------------------------
 
     def parameters(self) -> list[torch.Tensor]:
@@ -303,6 +340,7 @@ class OnlineLearner:
             "target_standardizer": self.target_standardizer.state_dict() if self.target_standardizer else None,
             "parameters": [tensor.clone() for tensor in self.parameters()],
             "moments": [[tensor.clone() for tensor in pair] for pair in self._moments],
+            "curvature": self._curvature.clone() if self._curvature is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -323,6 +361,8 @@ class OnlineLearner:
         for pair, saved_pair in zip(self._moments, state["moments"], strict=True):
             for tensor, saved_tensor in zip(pair, saved_pair, strict=True):
                 tensor.copy_(saved_tensor)
+        if self._curvature is not None:
+            self._curvature.copy_(state["curvature"])
         self.standardizer.load_state_dict(state["standardizer"])
         if self.target_standardizer is not None:
             self.target_standardizer.load_state_dict(state["target_standardizer"])

@@ -66,11 +66,13 @@ def elec2_events(feature_event, label_event) -> list:
     [
         ({"kind": "logistic"}, 0.85),
         ({"kind": "mlp", "hidden": [32]}, 0.85),
+        ({"kind": "logistic", "optimizer": "newton", "learning_rate": 1.0, "l2": 0.1, "memory": 2000}, 0.86),
     ],
-    ids=["logistic", "mlp"],
+    ids=["logistic", "mlp", "logistic-newton"],
 )
 def test_elec2_prequential_accuracy(elec2_events, model, minimum):
-    handler = TrainingHandler(elec2_spec(model))
+    # Newton steps are taken on blocks of 64 joined samples, the others on every sample.
+    handler = TrainingHandler(elec2_spec(model), batch_size=64 if model.get("optimizer") == "newton" else 1)
 
     published = []
     for start in range(0, len(elec2_events), CHUNK_EVENTS):

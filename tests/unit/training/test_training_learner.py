@@ -22,7 +22,11 @@ CASES = [
     ("mlp-numeric", {"kind": "mlp", "hidden": (16,)}, None),
     ("softmax-adam", {"kind": "softmax", "optimizer": "adam", "learning_rate": 0.01, "l2": 0.01}, 3),
     ("mlp-adam-l2", {"kind": "mlp", "hidden": (8,), "optimizer": "adam", "learning_rate": 0.01, "l2": 0.01}, 2),
+    ("logistic-newton", {"kind": "logistic", "optimizer": "newton", "learning_rate": 1.0, "l2": 0.1, "memory": 500}, 2),
+    ("linear-newton", {"kind": "linear", "optimizer": "newton", "learning_rate": 1.0, "l2": 0.1}, None),
 ]
+FIRST_ORDER = [case for case in CASES if case[1].get("optimizer") != "newton"]
+NEWTON = [case for case in CASES if case[1].get("optimizer") == "newton"]
 
 
 def make_learner(fields: dict, n_classes: int | None, **changes: object) -> OnlineLearner:
@@ -169,8 +173,8 @@ def _reference_loss(learner: OnlineLearner, parameters: list[torch.Tensor], x: n
     return loss
 
 
-def test_updates_match_autograd_and_torch_optim(case):
-    fields, n_classes = case
+@pytest.mark.parametrize(("fields", "n_classes"), [case[1:] for case in FIRST_ORDER], ids=[case[0] for case in FIRST_ORDER])
+def test_updates_match_autograd_and_torch_optim(fields, n_classes):
     x, y = toy_stream(n_classes, 24, seed=3)
     learner = make_learner(fields, n_classes)
     learner.learn_many(x[:8], y[:8])
@@ -195,6 +199,51 @@ def test_updates_match_autograd_and_torch_optim(case):
 
         for ours, reference in zip(learner.parameters(), parameters):
             np.testing.assert_allclose(ours.numpy(), reference.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("fields", "n_classes"), [case[1:] for case in NEWTON], ids=[case[0] for case in NEWTON])
+def test_newton_step_matches_autograd_hessian(fields, n_classes):
+    """From zero weights, one block's step is (l2 I + Hessian of the summed loss)^-1 times its gradient."""
+    x, y = toy_stream(n_classes, 16, seed=5)
+    learner = make_learner(fields, n_classes)
+    reference = make_learner(fields, n_classes)
+    learner.learn_many(x, y)
+
+    reference.standardizer.update(x.astype(np.float64))
+    inputs = torch.from_numpy(reference.standardizer.transform(x.astype(np.float32))).double()
+    if n_classes is None:
+        reference._targets(y)
+        scaler = reference.target_standardizer
+        targets = torch.from_numpy((y - scaler.mean[0]) * float(scaler.scale32[0]))
+    else:
+        targets = torch.from_numpy(y.astype(np.float64))
+
+    def summed_loss(theta: torch.Tensor) -> torch.Tensor:
+        outputs = inputs @ theta[:-1] + theta[-1]
+        if n_classes is None:
+            return 0.5 * ((outputs - targets) ** 2).sum()
+        return torch.nn.functional.binary_cross_entropy_with_logits(outputs, targets, reduction="sum")
+
+    theta = torch.zeros(N_FEATURES + 1, dtype=torch.float64)
+    gradient = torch.autograd.functional.jacobian(summed_loss, theta)
+    curvature = torch.autograd.functional.hessian(summed_loss, theta) + fields["l2"] * torch.eye(N_FEATURES + 1)
+    expected = theta - torch.linalg.solve(curvature, gradient)
+
+    weight, bias = learner.parameters()
+    np.testing.assert_allclose(weight.numpy()[0], expected[:-1].numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bias.numpy(), expected[-1:].numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"kind": "softmax", "optimizer": "newton", "l2": 0.1}, "optimizer newton trains linear and logistic models"),
+        ({"kind": "logistic", "optimizer": "newton"}, "optimizer newton needs l2 > 0"),
+    ],
+)
+def test_newton_spec_errors_name_the_fix(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ModelSpec(**fields)
 
 
 def test_standardizer_matches_numpy():
