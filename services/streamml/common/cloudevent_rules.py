@@ -275,7 +275,21 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
+# The fast decoder parses numbers in C; the checking one calls Python for every float, so it
+# runs only to name the number that overflowed.
+_FAST_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_CHECKING_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
+# Raises ValueError on the first NaN or infinity, in C.
+_FINITE_PROBE = json.JSONEncoder(allow_nan=False, check_circular=False, default=str)
+
+
+def has_non_finite(value: Any) -> bool:
+    """Return whether `value` (JSON types) holds a NaN or infinite float anywhere."""
+    try:
+        _FINITE_PROBE.encode(value)
+    except ValueError:
+        return True
+    return False
 
 
 def loads_json(text: str) -> Any:
@@ -284,7 +298,11 @@ def loads_json(text: str) -> Any:
     Raises RuleError for any problem, including nesting too deep for the parser.
     """
     try:
-        return _DECODER.decode(text)
+        value = _FAST_DECODER.decode(text)
+        if has_non_finite(value):
+            # Only a number too large for a float gets here: decode again to name it.
+            return _CHECKING_DECODER.decode(text)
+        return value
     except RuleError:
         raise
     except RecursionError:

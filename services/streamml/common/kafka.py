@@ -78,18 +78,47 @@ class Emitter:
             else:
                 future.set_result(message)
 
+        self._enqueue(topic, key, value, headers, on_delivery)
+        return future
+
+    def _enqueue(self, topic: str, key: bytes | None, value: bytes | None, headers: KafkaHeaders | None, on_delivery) -> None:
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
-                return future
+                return
             except BufferError:
                 # The local queue is full: wait for acknowledgements to free space.
                 self._producer.poll(0.05)
 
-    def send_all(self, outputs: Sequence[Output]) -> list[Future[Message]]:
-        return [self.send(output) for output in outputs]
+    def send_all(self, outputs: Sequence[Output]) -> list[Future[None]]:
+        """Produce every output; the one future returned resolves once all are acknowledged.
 
-    def wait(self, futures: Sequence[Future[Message]], timeout_s: float = 30.0) -> None:
+        One callback shared by the batch replaces a future per record, which cost a few
+        microseconds per record in a profile of the ingestion service.
+        """
+        if not outputs:
+            return []
+        future: Future[None] = Future()
+        pending = [len(outputs)]
+        lock = threading.Lock()
+
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            with lock:
+                if future.done():
+                    return
+                if error is not None:
+                    future.set_exception(DeliveryError(f"delivery to {message.topic()} failed: {error}"))
+                    return
+                pending[0] -= 1
+                if pending[0] == 0:
+                    future.set_result(None)
+
+        for output in outputs:
+            key, value, headers = to_kafka(output.event)
+            self._enqueue(output.topic, key, value, headers, on_delivery)
+        return [future]
+
+    def wait(self, futures: Sequence[Future], timeout_s: float = 30.0) -> None:
         """Block until every future is acknowledged; raise DeliveryError on the first failure."""
         deadline = time.monotonic() + timeout_s
         self._producer.flush(timeout_s)

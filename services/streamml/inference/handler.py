@@ -101,6 +101,7 @@ class InferenceHandler(EventHandler):
         results: BatchResult = [None] * len(events)  # type: ignore[list-item]
         vectors: list[FeatureVector] = []
         positions: list[int] = []
+        prediction_ids: list[str] = []
         for position, event in enumerate(events):
             try:
                 vector = self._vector(event)
@@ -120,11 +121,12 @@ class InferenceHandler(EventHandler):
             self.emitted.add(prediction_id)
             vectors.append(vector)
             positions.append(position)
+            prediction_ids.append(prediction_id)
         if vectors:
             batch = np.asarray([vector.values for vector in vectors], dtype=np.float32)
             outputs = model.run(batch)
-            for position, vector, output in zip(positions, vectors, outputs):
-                results[position] = [self._prediction(model, vector, output)]
+            for position, vector, prediction_id, output in zip(positions, vectors, prediction_ids, outputs):
+                results[position] = [self._prediction(model, vector, prediction_id, output)]
         return results
 
     def delivery_failed(self, outputs: Sequence[Output]) -> None:
@@ -148,7 +150,7 @@ class InferenceHandler(EventHandler):
             )
         return vector
 
-    def _prediction(self, model: ServingModel, vector: FeatureVector, output: np.ndarray) -> Output:
+    def _prediction(self, model: ServingModel, vector: FeatureVector, prediction_id: str, output: np.ndarray) -> Output:
         artifact = model.artifact
         if artifact.task == "classification":
             scores = [float(value) for value in output]
@@ -169,7 +171,7 @@ class InferenceHandler(EventHandler):
             scores=scores,
         )
         event = new_event(
-            id=derived_id(vector.event_id, "prediction"),
+            id=prediction_id,
             type=PREDICTION_TYPE,
             source=self.source,
             subject=vector.entity,

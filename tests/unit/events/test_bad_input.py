@@ -248,7 +248,7 @@ def test_data_object_rejects_non_objects(data):
         ({"id": "x\x00"}, "'id' contains U+0000"),
         ({"source": "not a uri"}, "'source' is 'not a uri'"),
         ({"extensions": {"BadName": "x"}}, "'BadName' has an invalid name"),
-        ({"extensions": {"data": "x"}}, "the cloudevents SDK rejected the event"),
+        ({"extensions": {"data": "x"}}, "'data' is reserved for the event payload"),
         ({"data": {"values": [1.0, float("nan")]}}, "data['values'][1] is not a finite number"),
         ({"data": {"score": float("inf")}}, "data['score'] is not a finite number"),
     ],
