@@ -292,6 +292,12 @@ def has_non_finite(value: Any) -> bool:
     return False
 
 
+# A number overflows a float only beyond 1e308, which takes an exponent of three digits or
+# a long run of digits. Text without either skips the check for infinities; a match inside
+# a string only costs that check.
+_MAYBE_HUGE = re.compile(r"[eE][+-]?[0-9]{3}|[0-9]{100}")
+
+
 def loads_json(text: str) -> Any:
     """Parse strict RFC 8259 JSON: no NaN or Infinity, no numbers that overflow, bounded nesting.
 
@@ -299,7 +305,7 @@ def loads_json(text: str) -> Any:
     """
     try:
         value = _FAST_DECODER.decode(text)
-        if has_non_finite(value):
+        if _MAYBE_HUGE.search(text) and has_non_finite(value):
             # Only a number too large for a float gets here: decode again to name it.
             return _CHECKING_DECODER.decode(text)
         return value

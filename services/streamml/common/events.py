@@ -93,7 +93,7 @@ def new_event(
     _check_attributes(attributes, where, _JSON_NAMES)
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
     try:
-        path = rules.non_finite_path(payload) if rules.has_non_finite(payload) else None
+        path = rules.non_finite_path(payload)
     except RecursionError:
         raise InvalidEventError("invalid-data", f"{where}: data is nested too deeply; flatten it") from None
     if path is not None:

@@ -17,6 +17,6 @@ def test_demo_on_bundled_dataset(tmp_path):
 def test_demo_on_elec2_prefix(elec2_csv, elec2_spec_path):
     summary = run_demo(csv_path=str(elec2_csv), spec_path=str(elec2_spec_path), limit=6000, progress=False)
     assert summary["predictions"] == 6000
-    # Version 0, then one per 500 samples; the version after the last sample serves no prediction.
+    # Version 0, then one per 512 samples; the version after the last sample serves no prediction.
     assert summary["model_versions"] == 12
     assert summary["prequential_accuracy"] > 0.7
