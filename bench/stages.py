@@ -1,0 +1,274 @@
+"""Throughput and latency of each service, of the whole pipeline, and of bare relays over the same records.
+
+Each measurement gets its own topics and runs its processes in two phases:
+
+1. drain: a backlog of records waits on the input topics before the processes start;
+   the rate comes from the outputs' append times, first to last, so start-up is left out;
+2. paced: more records arrive at a fixed offered load, and each output's latency is
+   its append time minus the append time of the input it descends from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from cloudevents.core.v1.event import CloudEvent
+
+from bench.harness import (
+    Collector,
+    Stamped,
+    create_pipeline_topics,
+    create_stamped_topics,
+    data_key,
+    drain_rate,
+    header_id,
+    latencies_ms,
+    peak_rss_mb,
+    percentiles,
+    produce,
+    record_key,
+    unique_name,
+)
+from bench.workload import Workload
+from streamml.common.settings import KafkaSettings
+from streamml.common.spec import PipelineSpec, load_spec
+from streamml.demo.cluster import ServiceProcess
+
+# The topics each service consumes, and the topic whose records are its outputs.
+INPUT_ROLES = {"ingestion": ("input",), "features": ("raw",), "training": ("features", "labels"), "inference": ("features",)}
+OUTPUT_ROLE = {"ingestion": "raw", "features": "features", "training": "models", "inference": "predictions"}
+# Hops from an input event to its prediction: ingestion, features, inference. Training is beside that path.
+PREDICTION_HOPS = 3
+WAIT_S = 300.0
+
+
+@dataclass
+class Setup:
+    settings: KafkaSettings
+    workload: Workload
+    model: CloudEvent
+    folder: Path
+    base_spec: dict
+    drain_rows: int
+    paced_rows: int
+    rate: float
+
+    def new_spec(self, label: str) -> tuple[Path, PipelineSpec]:
+        """The workload's spec under a new name, so a measurement has its own topics and consumer groups."""
+        document = self.base_spec | {"name": unique_name(f"bench-{label}")}
+        path = self.folder / f"{document['name']}.yaml"
+        path.write_text(yaml.safe_dump(document))
+        spec = load_spec(path)
+        create_pipeline_topics(self.settings, spec)
+        return path, spec
+
+    def rows(self, roles: Sequence[str], start: int, stop: int) -> list[tuple[str, CloudEvent]]:
+        """(role, event) for the workload rows [start, stop), in stream order."""
+        lists = {"input": self.workload.inputs, "raw": self.workload.raw, "features": self.workload.vectors, "labels": self.workload.labels}
+        return [(role, lists[role][index]) for index in range(start, stop) for role in roles]
+
+
+@dataclass
+class Figures:
+    rate: float
+    latency: dict[str, float]
+    rss_mb: dict[str, float]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"events_per_s": round(self.rate, 1), **{key: round(value, 1) for key, value in self.latency.items()},
+                "peak_rss_mb": self.rss_mb}
+
+
+class Processes:
+    """Child processes with one stop, and their peak RSS while they are alive."""
+
+    def __init__(self, named: dict[str, ServiceProcess | subprocess.Popen]) -> None:
+        self.named = named
+
+    @staticmethod
+    def _popen(process: ServiceProcess | subprocess.Popen) -> subprocess.Popen:
+        return process.process if isinstance(process, ServiceProcess) else process
+
+    def check(self) -> None:
+        for name, process in self.named.items():
+            if self._popen(process).poll() is not None:
+                tail = process.log_tail() if isinstance(process, ServiceProcess) else ""
+                raise RuntimeError(f"{name} exited with {self._popen(process).returncode} during the benchmark\n{tail}")
+
+    def rss(self) -> dict[str, float]:
+        return {name: round(peak_rss_mb(self._popen(process).pid), 1) for name, process in self.named.items()}
+
+    def stop(self) -> None:
+        for process in self.named.values():
+            if isinstance(process, ServiceProcess):
+                process.stop()
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@dataclass
+class Run:
+    """One measurement: where the records go, what starts, and how outputs map to inputs."""
+
+    topics: dict[str, str]
+    output_topic: str
+    start: Callable[[], Processes]
+    outputs_per_row: int = 1
+    decode: Callable = data_key
+    key_of: Callable[[CloudEvent], str] = record_key
+
+
+def measure(setup: Setup, roles: Sequence[str], run: Run) -> tuple[Figures, list[Stamped]]:
+    """Drain a backlog, then offer paced rows; return the figures and every output record."""
+    produce(setup.settings, [(run.topics[role], event) for role, event in setup.rows(roles, 0, setup.drain_rows)])
+    collector = Collector(setup.settings, run.output_topic, run.decode)
+    processes = run.start()
+    try:
+        drained = collector.wait_for(setup.drain_rows * run.outputs_per_row, WAIT_S, processes.check)
+        rate = drain_rate(drained) / run.outputs_per_row
+        paced = setup.rows(roles, setup.drain_rows, setup.drain_rows + setup.paced_rows)
+        stamps = produce(setup.settings, [(run.topics[role], event) for role, event in paced],
+                         rate=setup.rate * len(roles), key_of=run.key_of)
+        total = (setup.drain_rows + setup.paced_rows) * run.outputs_per_row
+        everything = collector.wait_for(total, WAIT_S, processes.check)
+        rss = processes.rss()
+    finally:
+        processes.stop()
+        collector.close()
+    return Figures(rate, percentiles(latencies_ms(stamps, everything[len(drained):])), rss), everything
+
+
+def _env_with_repository() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parents[1])
+    return os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+
+
+def start_services(setup: Setup, spec_path: Path, services: Sequence[str]) -> Callable[[], Processes]:
+    def start() -> Processes:
+        named: dict[str, ServiceProcess | subprocess.Popen] = {}
+        for service in services:
+            env = {"STREAMML_TRAINING_MODEL_DIR": str(setup.folder / "models")} if service == "training" else {}
+            process = ServiceProcess(service, spec_path, setup.settings, setup.folder / spec_path.stem, env)
+            process.start()
+            named[service] = process
+        return Processes(named)
+    return start
+
+
+def start_relays(setup: Setup, hops: Sequence[tuple[Sequence[str], str]], log_dir: Path) -> Callable[[], Processes]:
+    def start() -> Processes:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        named: dict[str, ServiceProcess | subprocess.Popen] = {}
+        for index, (sources, target) in enumerate(hops):
+            command = [sys.executable, "-m", "bench.relay", "--bootstrap-servers", setup.settings.bootstrap_servers,
+                       "--target", target, "--group", unique_name("bench-relay")]
+            for source in sources:
+                command += ["--source", source]
+            with (log_dir / f"relay-{index}.log").open("ab") as log:
+                named[f"relay-{index}"] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env_with_repository())
+        return Processes(named)
+    return start
+
+
+def measure_relay(setup: Setup, roles: Sequence[str], hops: int = 1) -> dict[str, object]:
+    """Bare relays over the same records as a service (one hop) or the prediction path (chained)."""
+    _, spec = setup.new_spec(f"relay{hops}")
+    targets = [f"{spec.topic('input')}.relay-{index}" for index in range(hops)]
+    create_stamped_topics(setup.settings, targets)
+    sources = [[spec.topic(role) for role in roles], *[[target] for target in targets[:-1]]]
+    run = Run(
+        topics={role: spec.topic(role) for role in roles},
+        output_topic=targets[-1],
+        start=start_relays(setup, list(zip(sources, targets)), setup.folder / spec.name),
+        outputs_per_row=len(roles),
+        decode=header_id,
+        key_of=lambda event: event.get_id(),
+    )
+    figures, _ = measure(setup, roles, run)
+    return figures.as_dict() | {"hops": hops}
+
+
+def measure_service(setup: Setup, service: str) -> dict[str, object]:
+    """One service as an OS process in pull mode."""
+    spec_path, spec = setup.new_spec(service)
+    if service == "training":
+        return measure_training(setup, spec_path, spec)
+    if service == "inference":
+        produce(setup.settings, [(spec.topic("models"), setup.model)])
+    roles = INPUT_ROLES[service]
+    run = Run({role: spec.topic(role) for role in roles}, spec.topic(OUTPUT_ROLE[service]), start_services(setup, spec_path, [service]))
+    figures, _ = measure(setup, roles, run)
+    return figures.as_dict()
+
+
+def _model_samples(message) -> str:
+    return str(json.loads(message.value())["metrics"]["samples"])
+
+
+def measure_training(setup: Setup, spec_path: Path, spec: PipelineSpec) -> dict[str, object]:
+    """Training publishes one model per cadence, so its rate and latency come from the model events.
+
+    The rate is learned samples per second between the first and the last model of the drain.
+    A model's latency is its append time minus that of the label that completed its last sample.
+    """
+    roles = INPUT_ROLES["training"]
+
+    def versions(rows: int) -> int:
+        """Version 0, then one per cadence; learning happens in whole blocks, and a cadence is checked after each."""
+        block = spec.training.batch_size
+        per_version = -(-(spec.training.every_events or 1) // block) * block
+        return 1 + (rows // block * block) // per_version
+
+    produce(setup.settings, [(spec.topic(role), event) for role, event in setup.rows(roles, 0, setup.drain_rows)])
+    collector = Collector(setup.settings, spec.topic("models"), _model_samples)
+    processes = start_services(setup, spec_path, ["training"])()
+    try:
+        drained = collector.wait_for(versions(setup.drain_rows), WAIT_S, processes.check)
+        learned = sorted((int(record.key), record.ms) for record in drained if int(record.key) > 0)
+        if len(learned) < 2:
+            raise ValueError(f"{setup.drain_rows} drain rows gave {len(learned)} model versions; a rate needs two or more")
+        rate = (learned[-1][0] - learned[0][0]) / ((learned[-1][1] - learned[0][1]) / 1000)
+        paced = setup.rows(roles, setup.drain_rows, setup.drain_rows + setup.paced_rows)
+        stamps = produce(setup.settings, [(spec.topic(role), event) for role, event in paced], rate=2 * setup.rate)
+        everything = collector.wait_for(versions(setup.drain_rows + setup.paced_rows), WAIT_S, processes.check)
+        rss = processes.rss()
+    finally:
+        processes.stop()
+        collector.close()
+    row_ids = [vector.get_data()["event_id"] for vector in setup.workload.vectors]
+    latencies = [
+        float(record.ms - stamps[row_ids[int(record.key) - 1]])
+        for record in everything[len(drained):]
+        if int(record.key) > setup.drain_rows
+    ]
+    figures = Figures(rate, percentiles(latencies), rss).as_dict()
+    return figures | {"latency_is": "from a label to the model version that learned it"}
+
+
+def measure_pipeline(setup: Setup) -> dict[str, object]:
+    """The four services as OS processes: input events in, predictions out, and the served accuracy."""
+    spec_path, spec = setup.new_spec("e2e")
+    run = Run({"input": spec.topic("input")}, spec.topic("predictions"),
+              start_services(setup, spec_path, ["ingestion", "features", "training", "inference"]))
+    figures, outputs = measure(setup, ("input",), run)
+    correct = sum(setup.workload.truth[record.key] == json.loads(record.value)["label"] for record in outputs)
+    return figures.as_dict() | {"predictions": len(outputs), "served_accuracy": round(correct / len(outputs), 4)}
+
+
+def base_spec(source: Path, model_name: str) -> dict:
+    """The spec document every measurement copies: the source spec with a fixed model name."""
+    document = yaml.safe_load(source.read_text())
+    document.setdefault("model", {})["name"] = model_name
+    document.pop("topics", None)
+    return document
