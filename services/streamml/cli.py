@@ -39,7 +39,8 @@ def _settings_errors(error: ValidationError, prefix: str = "STREAMML_<SERVICE>_"
 
 def _run_service(args: argparse.Namespace) -> int:
     from streamml.common import settings as settings_module
-    from streamml.common.process import configure_logging, stop_on_signals
+    from streamml.common.logs import configure_logging
+    from streamml.common.process import stop_on_signals
 
     overrides: dict[str, Any] = {}
     if args.spec:
@@ -58,22 +59,44 @@ def _run_service(args: argparse.Namespace) -> int:
         settings = settings_class(**(overrides | _kafka_overrides(args)))
     except ValidationError as error:
         # str(error) would show the input values, secrets included.
-        invalid = settings_module.KafkaSettings if error.title == settings_module.KafkaSettings.__name__ else settings_class
+        nested = {cls.__name__: cls for cls in (settings_module.KafkaSettings, settings_module.TracingSettings)}
+        invalid = nested.get(error.title, settings_class)
         prefix = invalid.model_config.get("env_prefix", "")
         print(f"streamml run {args.service}: invalid settings (from flags or {prefix}* variables):\n{_settings_errors(error, prefix)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_json)
-    logger.info("starting %s: %s", args.service, settings.summary())
+    logger.info(
+        "starting %s: %s", args.service, settings.summary(), extra={"service": args.service, "settings": settings.effective()}
+    )
+    tracer = _install_tracer(args.service, settings)
     stop = stop_on_signals()
-    if args.service == "ingestion":
+    try:
+        return _serve(args.service, settings, stop)
+    finally:
+        tracer.shutdown()
+
+
+def _install_tracer(service: str, settings: Any) -> Any:
+    """Install the process's event tracer and return it. The OpenTelemetry SDK is imported only with tracing on."""
+    from streamml.common.tracing import event_tracer, install_tracer
+
+    if settings.tracing_enabled:
+        from streamml.common.otel import build_tracer
+
+        install_tracer(build_tracer(service, settings.otel))
+    return event_tracer()
+
+
+def _serve(service: str, settings: Any, stop: Any) -> int:
+    if service == "ingestion":
         from streamml.ingestion.service import run_ingestion
 
         run_ingestion(settings, stop)
-    elif args.service == "features":
+    elif service == "features":
         from streamml.features.service import run_features
 
         return run_features(settings, stop)
-    elif args.service == "training":
+    elif service == "training":
         from streamml.training.service import run_training
 
         run_training(settings, stop)
@@ -85,7 +108,7 @@ def _run_service(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from streamml.common.process import configure_logging
+    from streamml.common.logs import configure_logging
     from streamml.demo.runner import run_demo
 
     configure_logging("WARNING" if not args.verbose else "INFO")
@@ -107,7 +130,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from streamml.common.process import configure_logging
+    from streamml.common.logs import configure_logging
     from streamml.common.settings import KafkaSettings
     from streamml.common.spec import load_spec
     from streamml.demo.cluster import produce_replay
@@ -123,7 +146,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _topics(args: argparse.Namespace) -> int:
-    from streamml.common.process import configure_logging
+    from streamml.common.logs import configure_logging
     from streamml.common.settings import KafkaSettings
     from streamml.common.spec import load_spec
     from streamml.demo.cluster import create_topics

@@ -62,6 +62,11 @@ RENDER_CASES: dict[str, tuple[list[str], bool]] = {
          "--set", "kafka.securityProtocol=SASL_SSL", "--set", "kafka.tls.caCertInExistingSecret=true"],
         False,
     ),
+    "deployment-observability": (
+        ["--set", "mode=deployment", "--set", "metrics.dashboard.enabled=true", "--set", "tracing.enabled=true",
+         "--set", "tracing.otlpEndpoint=http://otel-collector.observability:4318"],
+        False,
+    ),
 }
 
 
@@ -490,6 +495,9 @@ def test_helm_template_kafka_security(rendered):
         (["--set", "kafka.securityProtocol=SASL_SSL"], "kafka.sasl.mechanism is required"),
         (["--set-string", "pipeline.spec=name: Not_A_Name"], "pipeline name"),
         (["--set-string", "kafka.tls.caCert=x"], "uses no TLS"),
+        (["--set", "tracing.enabled=true"], "tracing.otlpEndpoint is required"),
+        (["--set", "tracing.otlpEndpoint=collector:4318"], "otlpEndpoint"),
+        (["--set", "tracing.sampler=sometimes"], "sampler"),
     ],
 )
 def test_helm_template_rejects_bad_values(helm, args, message):

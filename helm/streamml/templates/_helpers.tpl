@@ -143,6 +143,18 @@ dead-letter role), else streamml.<pipeline>.<role>. Call with (dict "root" $ "ro
 {{- if and (include "streamml.customCA" .) (not (include "streamml.tls" .)) }}
 {{- fail "a Kafka CA certificate is set but securityProtocol uses no TLS: use SSL or SASL_SSL" }}
 {{- end }}
+{{- if and .Values.tracing.enabled (not .Values.tracing.otlpEndpoint) }}
+{{- fail "tracing.otlpEndpoint is required when tracing.enabled is true: set the OTLP/HTTP base URL of the collector" }}
+{{- end }}
+{{- end }}
+
+{{/* Pod annotations of Prometheus's annotation-based discovery, or nothing. */}}
+{{- define "streamml.scrapeAnnotations" -}}
+{{- if .Values.metrics.scrapeAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: "8080"
+prometheus.io/path: /metrics
+{{- end }}
 {{- end }}
 
 {{/* Image of a service. Call with (dict "root" $ "service" "inference"). */}}

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from streamml.common.errors import InvalidEventError
 from streamml.common.events import Output, derived_id, new_event
+from streamml.common.logs import event_fields
 from streamml.common.payloads import DEAD_LETTER_TYPE, DeadLetter
 
 logger = logging.getLogger(__name__)
@@ -65,5 +66,8 @@ def dead_letter_output(
         where = f"{origin_topic}[{origin_partition}]@{origin_offset}"
     else:
         where = f"HTTP request {http_request_id}"
-    logger.warning("dead-lettered %s (event id %r): %s: %s", where, event_id, error.reason, error.message)
+    fields = event_fields(
+        origin_topic, origin_partition, origin_offset, event_id, http_request_id=http_request_id, reason=error.reason, service=service
+    )
+    logger.warning("dead-lettered %s (event id %r): %s: %s", where, event_id, error.reason, error.message, extra=fields)
     return Output(topic, event)

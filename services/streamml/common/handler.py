@@ -28,6 +28,9 @@ class EventHandler:
 
     #: CloudEvent `source` of everything this handler emits.
     source: str = "io.streamml"
+    #: Whether adapters stamp this service's receive time as the outputs' ingest time even when the
+    #: input carries one. True for the pipeline's entry point, so clients cannot set it.
+    restamps_ingest_time: bool = False
 
     def handle(self, event: CloudEvent) -> list[Output]:
         raise NotImplementedError

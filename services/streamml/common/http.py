@@ -35,7 +35,9 @@ from streamml.common.errors import InvalidEventError, RetriableError
 from streamml.common.events import BATCH, STRUCTURED, Output, from_http, to_http_binary, to_http_structured, to_structured_json
 from streamml.common.handler import EventHandler
 from streamml.common.kafka import Emitter
-from streamml.common.metrics import BATCH_SIZE, DEAD_LETTERS, EVENTS_EMITTED, EVENTS_RECEIVED, HTTP_UNAUTHORIZED, PROCESSING_SECONDS, RETRIES
+from streamml.common.logs import event_fields
+from streamml.common.metrics import HTTP_UNAUTHORIZED, RETRIES, AdapterMetrics
+from streamml.common.tracing import event_tracer
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,8 @@ def build_http_app(
         emitter.wait(emitter.send_all([output]), timeout_s=delivery_timeout_s)
 
     lock = threading.Lock()
+    metrics = AdapterMetrics(service, "http")
+    tracer = event_tracer()
     inflight = threading.BoundedSemaphore(max_inflight)
     last_tick = [0.0]
     expected_token = bearer_token.get_secret_value().encode("utf-8") if bearer_token is not None else None
@@ -114,37 +118,43 @@ def build_http_app(
         deadline = time.monotonic() + ready_wait_s
         while not handler.ready():
             if time.monotonic() >= deadline:
+                metrics.error("not-ready")
                 raise RetriableError(f"{service} is not ready yet (waited {ready_wait_s:.0f}s); retry later", retry_after_s=2.0)
             time.sleep(0.05)
 
     def process(events: list[CloudEvent]) -> list[Output]:
         started = time.perf_counter()
+        received_at = datetime.now(timezone.utc)
         wait_until_ready()
-        with lock:
-            results = handler.handle_batch(events)
-            for result in results:
-                if isinstance(result, InvalidEventError):
-                    # A batch is all or nothing: nothing is produced and the client fixes the bad event.
-                    raise result
-            outputs = [output for result in results for output in result]
-            now = time.monotonic()
-            if now - last_tick[0] >= 1.0:
-                last_tick[0] = now
-                outputs.extend(handler.tick(datetime.now(timezone.utc)))
-            futures = emitter.send_all(outputs)
+        trace = tracer.start(events, received_at=received_at, restamp=handler.restamps_ingest_time)
         try:
-            emitter.wait(futures, timeout_s=delivery_timeout_s)
-        except RetriableError:
             with lock:
-                handler.delivery_failed(outputs)
+                results = handler.handle_batch(events)
+                for index, result in enumerate(results):
+                    if isinstance(result, InvalidEventError):
+                        # A batch is all or nothing: nothing is produced and the client fixes the bad event.
+                        raise result
+                    trace.stamp(index, result)
+                outputs = [output for result in results for output in result]
+                now = time.monotonic()
+                if now - last_tick[0] >= 1.0:
+                    last_tick[0] = now
+                    outputs.extend(handler.tick(datetime.now(timezone.utc)))
+                futures = emitter.send_all(outputs)
+            try:
+                emitter.wait(futures, timeout_s=delivery_timeout_s)
+            except RetriableError:
+                metrics.error("delivery")
+                with lock:
+                    handler.delivery_failed(outputs)
+                raise
+        except Exception as error:
+            trace.end(error)
             raise
+        trace.end()
         if after_handle is not None:
             after_handle()
-        EVENTS_RECEIVED.labels(service, "http").inc(len(events))
-        BATCH_SIZE.labels(service).observe(len(events))
-        for output in outputs:
-            EVENTS_EMITTED.labels(service, output.topic).inc()
-        PROCESSING_SECONDS.labels(service, "http").observe(time.perf_counter() - started)
+        metrics.batch_done(len(events), outputs, started, trace.ingested_at, dead_letter_topic)
         return outputs
 
     async def receive(request: Request) -> Response:
@@ -190,8 +200,8 @@ def build_http_app(
                 await run_in_threadpool(dead_letter, error, bytes(body), headers, request_id)
             except RetriableError as retriable:
                 return _unavailable(retriable, request_id, service)
-            DEAD_LETTERS.labels(service, error.reason).inc()
-            return _error(400, error.reason, error.message, request_id)
+            metrics.dead_lettered(error.reason)
+            return _error(400, error.reason, error.message, request_id, headers.get("ce-id"))
         except RetriableError as error:
             return _unavailable(error, request_id, service)
         if reply_topic is None:
@@ -243,8 +253,11 @@ def _reply(events: list[CloudEvent], request_content_type: str, request_id: str)
     return Response(body, status_code=200, headers=headers)
 
 
-def _error(status: int, reason: str, message: str, request_id: str) -> Response:
-    logger.warning("HTTP request %s rejected with %d: %s", request_id, status, message)
+def _error(status: int, reason: str, message: str, request_id: str, event_id: str | None = None) -> Response:
+    logger.warning(
+        "HTTP request %s rejected with %d: %s", request_id, status, message,
+        extra=event_fields(event_id=event_id, http_request_id=request_id, status=status),
+    )
     return JSONResponse({"error": reason, "message": message, "request_id": request_id}, status_code=status)
 
 

@@ -7,6 +7,7 @@ Outputs carry deterministic CloudEvent ids, so replays can be deduplicated.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -22,13 +23,62 @@ from streamml.common.deadletter import dead_letter_output
 from streamml.common.errors import InvalidEventError, RetriableError
 from streamml.common.events import KafkaHeaders, Output, from_kafka, to_kafka
 from streamml.common.handler import EventHandler
+from streamml.common.logs import event_fields
+from streamml.common.metrics import AdapterMetrics, set_partition_lags
 from streamml.common.settings import KafkaSettings
+from streamml.common.tracing import BatchTrace, Origin, event_tracer
 
 logger = logging.getLogger(__name__)
 
 
 def where(message: Message) -> str:
     return f"{message.topic()}[{message.partition()}]@{message.offset()}"
+
+
+def message_fields(message: Message, event_id: str | None = None) -> dict[str, Any]:
+    """Return the log fields of one record: topic, partition, offset and, when known, the CloudEvent id."""
+    offset = message.offset()
+    return event_fields(message.topic(), message.partition(), offset if offset is not None and offset >= 0 else None, event_id)
+
+
+def describe_batch(messages: Sequence[Message]) -> str:
+    """Return the records of a batch as `topic[partition]@first-last`, one range per partition."""
+    ranges: dict[tuple[str, int], list[int]] = {}
+    for message in messages:
+        if message.error() is None:
+            bounds = ranges.setdefault((message.topic(), message.partition()), [message.offset(), message.offset()])
+            bounds[0] = min(bounds[0], message.offset())
+            bounds[1] = max(bounds[1], message.offset())
+    return ", ".join(f"{topic}[{partition}]@{first}-{last}" for (topic, partition), (first, last) in ranges.items()) or "no records"
+
+
+def batch_fields(messages: Sequence[Message]) -> dict[str, Any]:
+    """Return the log fields of a batch: the position of its first record and the record count."""
+    first = next((message for message in messages if message.error() is None), None)
+    fields = message_fields(first) if first is not None else {}
+    fields["records"] = len(messages)
+    return fields
+
+
+def partition_lags(stats: dict[str, Any]) -> dict[tuple[str, int], int]:
+    """Return the lag of each assigned partition in a librdkafka statistics document.
+
+    The lag is `consumer_lag`: the partition's last offset minus the committed
+    offset. Before the first commit librdkafka reports -1 there, so
+    `consumer_lag_stored`, from the offset of the last record consumed, is used instead.
+    """
+    lags: dict[tuple[str, int], int] = {}
+    for topic, described in stats.get("topics", {}).items():
+        for partition in described.get("partitions", {}).values():
+            number = partition.get("partition", -1)
+            if number < 0 or not partition.get("desired", False):
+                continue
+            lag = partition.get("consumer_lag", -1)
+            if lag < 0:
+                lag = partition.get("consumer_lag_stored", -1)
+            if lag >= 0:
+                lags[(topic, number)] = lag
+    return lags
 
 
 class DeliveryError(RetriableError):
@@ -174,6 +224,7 @@ class PullRunner:
         before_batch: Callable[[], None] | None = None,
         on_outputs: Callable[[list[Output]], None] | None = None,
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
+        lag_interval_ms: int = 5000,
     ) -> None:
         self.handler = handler
         self.service = service
@@ -185,7 +236,14 @@ class PullRunner:
         self.before_batch = before_batch
         self.on_outputs = on_outputs
         self.on_assign = on_assign
-        self.consumer = Consumer(consumer_config(settings, group_id))
+        self.metrics = AdapterMetrics(service, "kafka")
+        self.tracer = event_tracer()
+        statistics: dict[str, Any] = {}
+        if lag_interval_ms > 0:
+            # librdkafka calls stats_cb from consume(), on this runner's thread.
+            statistics = {"statistics.interval.ms": lag_interval_ms, "stats_cb": self._on_statistics}
+        self.consumer = Consumer(consumer_config(settings, group_id, **statistics))
+        self._lag_partitions: set[tuple[str, int]] = set()
         self.processed = 0
         self.dead_lettered = 0
         self._last_tick = 0.0
@@ -207,6 +265,7 @@ class PullRunner:
                 self._process(messages)
         finally:
             self.consumer.close()
+            self._lag_partitions = set_partition_lags(self.service, {}, self._lag_partitions)
             logger.info("%s stopped after %d records (%d dead-lettered)", self.service, self.processed, self.dead_lettered)
 
     def _wait_until_ready(self, stop: threading.Event) -> None:
@@ -226,20 +285,40 @@ class PullRunner:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.debug("revoked %s", [f"{p.topic}[{p.partition}]" for p in partitions])
 
+    def _on_statistics(self, document: str) -> None:
+        try:
+            lags = partition_lags(json.loads(document))
+        except (ValueError, TypeError, AttributeError) as error:
+            logger.debug("%s: unreadable librdkafka statistics: %s", self.service, error)
+            return
+        self._lag_partitions = set_partition_lags(self.service, lags, self._lag_partitions)
+
     def _process(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
         outputs, decoded, decoded_messages = self._decode(messages)
+        trace: BatchTrace | None = None
         if decoded:
+            origins = [Origin(message.topic(), message.partition(), message.offset()) for message in decoded_messages]
+            trace = self.tracer.start(decoded, origins, restamp=self.handler.restamps_ingest_time)
             try:
                 results = self.handler.handle_batch(decoded)
             except RetriableError as error:
-                logger.warning("%s; retrying the batch in %.1fs", error, error.retry_after_s)
+                trace.end(error)
+                self.metrics.error("not-ready")
+                self.metrics.retried()
+                logger.warning(
+                    "%s; retrying %s in %.1fs", error, describe_batch(messages), error.retry_after_s, extra=batch_fields(messages)
+                )
                 self._rewind(messages)
                 time.sleep(error.retry_after_s)
                 return
-            for message, event, result in zip(decoded_messages, decoded, results):
+            for index, (message, event, result) in enumerate(zip(decoded_messages, decoded, results)):
                 if isinstance(result, InvalidEventError):
-                    outputs.append(self._dead_letter(message, result, event.get_id()))
+                    letter = self._dead_letter(message, result, event.get_id())
+                    trace.reject(index, result, letter)
+                    outputs.append(letter)
                 else:
+                    trace.stamp(index, result)
                     outputs.extend(result)
 
         now = time.monotonic()
@@ -252,15 +331,29 @@ class PullRunner:
         try:
             self.emitter.wait(self.emitter.send_all(outputs))
         except RetriableError as error:
-            logger.error("%s; rewinding %d records to retry", error, len(messages))
+            if trace is not None:
+                trace.end(error)
+            self.metrics.error("delivery")
+            self.metrics.retried()
+            logger.error(
+                "%s; rewinding %d records (%s) to retry", error, len(messages), describe_batch(messages), extra=batch_fields(messages)
+            )
             self.handler.delivery_failed(outputs)
             self._rewind(messages)
             time.sleep(error.retry_after_s)
             return
+        if trace is not None:
+            trace.end()
         if self.on_outputs is not None:
             self.on_outputs(outputs)
         if messages:
-            self._commit()
+            self._commit(messages)
+            self.metrics.batch_done(
+                len(messages), outputs, started, trace.ingested_at if trace is not None else (), self.dead_letter_topic
+            )
+        else:
+            # Outputs of `tick` alone, such as a model version that training publishes on its time cadence.
+            self.metrics.emitted(outputs, self.dead_letter_topic)
         self.processed += len(messages)
 
     def _decode(self, messages: list[Message]) -> tuple[list[Output], list[CloudEvent], list[Message]]:
@@ -273,7 +366,8 @@ class PullRunner:
             if error is not None:
                 if error.fatal():
                     raise KafkaException(error)
-                logger.warning("%s: consumer error: %s", self.service, error)
+                self.metrics.error("consumer")
+                logger.warning("%s: consumer error at %s: %s", self.service, where(message), error, extra=message_fields(message))
                 continue
             try:
                 event = from_kafka(message.key(), message.value(), message.headers(), where=where(message))
@@ -284,13 +378,17 @@ class PullRunner:
             sources.append(message)
         return dead_letters, events, sources
 
-    def _commit(self) -> None:
+    def _commit(self, messages: list[Message]) -> None:
         try:
             self.consumer.commit(asynchronous=False)
         except KafkaException as error:
             # The outputs are acknowledged, so a lost commit only means a replay after a crash,
             # and the next batch's commit covers these offsets too (for example after NOT_COORDINATOR).
-            logger.warning("%s: offset commit failed, the next batch retries it: %s", self.service, error)
+            self.metrics.error("commit")
+            logger.warning(
+                "%s: offset commit of %s failed, the next batch retries it: %s",
+                self.service, describe_batch(messages), error, extra=batch_fields(messages),
+            )
 
     def _dead_letter(self, message: Message, error: InvalidEventError, event_id: str | None) -> Output:
         self.dead_lettered += 1

@@ -1,43 +1,14 @@
-"""Process plumbing shared by the service entry points: logging, signals and the HTTP server thread."""
+"""Process plumbing shared by the service entry points: signals and the HTTP server thread."""
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
-from datetime import datetime, timezone
 
 import uvicorn
 
 logger = logging.getLogger(__name__)
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
-    """Configure the root logger once, at a process entry point."""
-    handler = logging.StreamHandler()
-    if as_json:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("uvicorn.access",):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def stop_on_signals() -> threading.Event:

@@ -14,6 +14,7 @@ from streamml.common.events import Output
 from streamml.common.handler import EventHandler
 from streamml.common.http import build_http_app
 from streamml.common.kafka import Emitter, PullRunner, wait_for_topics
+from streamml.common.metrics import publish_build_info
 from streamml.common.process import HttpServer
 from streamml.common.settings import ServiceSettings
 from streamml.common.spec import PipelineSpec
@@ -57,6 +58,7 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
     Draining finishes the micro-batch or the HTTP requests in flight, waits for
     their outputs to be acknowledged, commits the offsets and flushes the producer.
     """
+    publish_build_info(parts.service)
     wait_for_kafka(emitter, settings, stop)
     if settings.mode == "pull":
         wait_for_topics(settings.kafka, parts.input_topics, stop, settings.spec)
@@ -97,6 +99,7 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
                 before_batch=parts.before_batch,
                 on_outputs=parts.on_outputs,
                 on_assign=parts.on_assign,
+                lag_interval_ms=settings.consumer_lag_interval_ms,
             )
             runner.run(stop)
         else:

@@ -70,6 +70,60 @@ class KafkaSettings(BaseSettings):
         return config
 
 
+_OTEL_EXPORTERS = ("otlp", "console", "none")
+
+
+class TracingSettings(BaseSettings):
+    """The OpenTelemetry SDK variables (prefix `OTEL_`) that streamml checks and logs at start.
+
+    The SDK reads these variables itself, and others too (OTEL_RESOURCE_ATTRIBUTES,
+    OTEL_BSP_*, OTEL_EXPORTER_OTLP_TIMEOUT…). They take effect only with the
+    service's `tracing` setting on.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OTEL_", frozen=True, extra="ignore")
+
+    sdk_disabled: bool = Field(default=False, description="true turns tracing off even when the service setting is on.")
+    service_name: str | None = Field(default=None, description="service.name of the spans; default streamml-<service>.")
+    traces_exporter: str = Field(default="otlp", description="Comma-separated exporters: otlp, console or none.")
+    exporter_otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP base URL; /v1/traces is appended.")
+    exporter_otlp_traces_endpoint: str | None = Field(default=None, description="Full OTLP/HTTP URL of the traces endpoint.")
+    exporter_otlp_protocol: str = "http/protobuf"
+    exporter_otlp_traces_protocol: str | None = None
+    exporter_otlp_headers: SecretStr | None = None
+    exporter_otlp_traces_headers: SecretStr | None = None
+    traces_sampler: str | None = Field(default=None, description="Sampler name; the SDK default is parentbased_always_on.")
+    traces_sampler_arg: str | None = None
+
+    @field_validator("traces_exporter")
+    @classmethod
+    def _known_exporters(cls, value: str) -> str:
+        names = [name.strip().lower() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in _OTEL_EXPORTERS]
+        if unknown:
+            raise ValueError(f"unsupported exporter {', '.join(unknown)}: use otlp, console or none")
+        return ",".join(names) or "none"
+
+    @field_validator("exporter_otlp_protocol", "exporter_otlp_traces_protocol")
+    @classmethod
+    def _http_protobuf(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() != "http/protobuf":
+            raise ValueError(f"protocol {value!r} is not supported: streamml ships the OTLP/HTTP exporter, so use http/protobuf")
+        return value
+
+    @property
+    def exporters(self) -> list[str]:
+        return [name for name in self.traces_exporter.split(",") if name != "none"]
+
+    @property
+    def otlp_traces_endpoint(self) -> str:
+        """Return the URL the OTLP exporter posts spans to, resolved as the SDK does."""
+        if self.exporter_otlp_traces_endpoint:
+            return self.exporter_otlp_traces_endpoint
+        base = self.exporter_otlp_endpoint or "http://localhost:4318"
+        return base.rstrip("/") + "/v1/traces"
+
+
 class ServiceSettings(BaseSettings):
     """Settings every service has; each service reads them under its own prefix."""
 
@@ -82,7 +136,14 @@ class ServiceSettings(BaseSettings):
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_json: bool = False
+    log_json: bool = Field(default=False, description="Log one JSON object per line instead of text.")
+    tracing: bool = Field(
+        default=False, description="Record OpenTelemetry spans and export them as the OTEL_* variables set (otlp by default)."
+    )
+    otel: TracingSettings = Field(default_factory=TracingSettings)
+    consumer_lag_interval_ms: int = Field(
+        default=5000, ge=0, le=3_600_000, description="How often the consumer lag gauges are refreshed, in ms; 0 turns them off."
+    )
     batch_size: int = Field(default=500, gt=0, le=100_000, description="Most records consumed per poll.")
     batch_timeout_ms: int = Field(default=20, ge=0, le=60_000, description="Longest wait to fill a batch, in ms.")
     http_host: str = "127.0.0.1"
@@ -112,9 +173,17 @@ class ServiceSettings(BaseSettings):
             return 8080
         return self.http_port
 
+    @property
+    def tracing_enabled(self) -> bool:
+        return self.tracing and not self.otel.sdk_disabled
+
     def summary(self) -> str:
         """Return the effective settings as one line, secrets hidden."""
         return " ".join(f"{key}={value}" for key, value in self.model_dump().items())
+
+    def effective(self) -> dict[str, Any]:
+        """Return the effective settings as JSON values, each secret replaced by `**********`."""
+        return self.model_dump(mode="json")
 
 
 class IngestionSettings(ServiceSettings):

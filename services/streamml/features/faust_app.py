@@ -39,20 +39,25 @@ import asyncio
 import ssl
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 
 from streamml.common.deadletter import dead_letter_output
 from streamml.common.errors import InvalidEventError, SpecError
+from streamml.common.logs import event_fields
+from streamml.common.metrics import AdapterMetrics
 from streamml.common.settings import KafkaSettings
 from streamml.common.events import Output, from_kafka, to_kafka
 from streamml.common.spec import PipelineSpec, load_spec
+from streamml.common.tracing import BatchTrace, Origin, event_tracer
 from streamml.features.handler import FeaturesHandler
+from streamml.features.lag import PartitionLag
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +95,8 @@ class FeaturesAppSettings:
     commit_interval_s: float = 1.0
     producer_linger_s: float = 0.005
     loglevel: str = "INFO"
+    # Seconds between refreshes of the raw partitions' lag gauges; 0 turns them off.
+    lag_interval_s: float = 5.0
     # faust.SASLCredentials or faust.SSLCredentials; None connects in plaintext.
     credentials: Any = None
 
@@ -114,6 +121,8 @@ class FeaturesAppSettings:
             raise ValueError(f"invalid commit_interval_s {self.commit_interval_s}: set a positive number of seconds")
         if not 0 <= self.producer_linger_s <= 1:
             raise ValueError(f"invalid producer_linger_s {self.producer_linger_s}: set it between 0 and 1 second")
+        if self.lag_interval_s < 0:
+            raise ValueError(f"invalid lag_interval_s {self.lag_interval_s}: set 0 (off) or a positive number of seconds")
         if self.loglevel.upper() not in _LOGLEVELS:
             raise ValueError(f"invalid loglevel {self.loglevel!r}: use one of {list(_LOGLEVELS)}")
 
@@ -151,8 +160,11 @@ class FeaturesProcessor:
         self.app = app
         self.handler = FeaturesHandler(spec, store)
         self.dead_letter_topic = spec.topic("dead_letter")
+        self.metrics = AdapterMetrics(SERVICE, "kafka")
+        self.tracer = event_tracer()
         self._topics: dict[str, faust.TopicT] = {}
         self._next_offset: dict[tuple[str, int], int] = {}
+        self.lag = PartitionLag(SERVICE, spec.topic("raw"), self._next_offset)
         self._in_flight: dict[_Origin, asyncio.Future] = {}
         self._skipping: set[tuple[str, int]] = set()
         self.processed = 0
@@ -169,13 +181,14 @@ class FeaturesProcessor:
             self._check_gap(origin)
             if self._skip_redelivery(event, origin):
                 continue
+            started = time.perf_counter()
             try:
-                outputs, event_id = self._outputs_for(message.key, message.value, list(message.headers or ()), origin)
+                outputs, event_id, trace = self._outputs_for(message.key, message.value, list(message.headers or ()), origin)
             except Exception as error:
                 await self.app.crash(error)
                 return
             deliveries = [await self._send(output) for output in outputs]
-            self._ack_when_delivered(event, deliveries, origin, event_id)
+            self._ack_when_delivered(event, deliveries, origin, event_id, _Done(outputs, trace, started))
             self.processed += 1
 
     def _keep_queue_on_resume(self, stream: faust.StreamT) -> None:
@@ -241,12 +254,16 @@ class FeaturesProcessor:
 
     def _outputs_for(
         self, key: bytes | None, value: bytes | None, headers: list[tuple[str, Any]], origin: _Origin
-    ) -> tuple[list[Output], str | None]:
+    ) -> tuple[list[Output], str | None, BatchTrace | None]:
         event_id = _header_id(headers)
+        trace = None
         try:
             cloudevent = from_kafka(key, value, headers, where=str(origin))
             event_id = cloudevent.get_id()
-            return self.handler.handle(cloudevent), event_id
+            trace = self.tracer.start([cloudevent], [Origin(origin.topic, origin.partition, origin.offset)])
+            outputs = self.handler.handle(cloudevent)
+            trace.stamp(0, outputs)
+            return outputs, event_id, trace
         except InvalidEventError as error:
             self.dead_lettered += 1
             letter = dead_letter_output(
@@ -261,14 +278,20 @@ class FeaturesProcessor:
                 origin_offset=origin.offset,
                 event_id=event_id,
             )
-            return [letter], event_id
+            if trace is not None:
+                trace.reject(0, error, letter)
+            return [letter], event_id, trace
         except Exception as error:
+            self.metrics.error("handler")
+            if trace is not None:
+                trace.end(error)
             logger.error(
                 "%s event %s: the features handler failed (%r); stopping the worker with the offset "
                 "uncommitted. Fix the handler, or move the record off the topic, then restart",
                 origin,
                 event_id,
                 error,
+                extra=event_fields(origin.topic, origin.partition, origin.offset, event_id),
             )
             raise
 
@@ -286,31 +309,48 @@ class FeaturesProcessor:
         return topic
 
     def _ack_when_delivered(
-        self, event: faust.EventT, deliveries: list[Awaitable[Any]], origin: _Origin, event_id: str | None
+        self, event: faust.EventT, deliveries: list[Awaitable[Any]], origin: _Origin, event_id: str | None, done: _Done
     ) -> None:
         if not deliveries:
             event.ack()
+            self._count_delivered(done)
             return
         delivered = asyncio.gather(*deliveries)
         self._in_flight[origin] = delivered
-        delivered.add_done_callback(partial(self._on_delivered, event, origin, event_id))
+        delivered.add_done_callback(partial(self._on_delivered, event, origin, event_id, done))
 
     def _on_delivered(
-        self, event: faust.EventT, origin: _Origin, event_id: str | None, delivered: asyncio.Future
+        self, event: faust.EventT, origin: _Origin, event_id: str | None, done: _Done, delivered: asyncio.Future
     ) -> None:
         self._in_flight.pop(origin, None)
         error = asyncio.CancelledError() if delivered.cancelled() else delivered.exception()
         if error is None:
             event.ack()
+            self._count_delivered(done)
             return
+        if done.trace is not None:
+            done.trace.end(error)
+        self.metrics.error("delivery")
         logger.error(
             "%s event %s: the broker did not acknowledge its outputs (%r); stopping the worker with "
             "the offset uncommitted, so the record is processed again after a restart",
             origin,
             event_id,
             error,
+            extra=event_fields(origin.topic, origin.partition, origin.offset, event_id),
         )
         self.app.loop.create_task(self.app.crash(error))
+
+    def _count_delivered(self, done: _Done) -> None:
+        ingested: Sequence[float] = ()
+        if done.trace is not None:
+            done.trace.end()
+            ingested = done.trace.ingested_at
+        self.metrics.batch_done(1, done.outputs, done.started, ingested, self.dead_letter_topic, observe_batch=False)
+
+    async def refresh_lag(self) -> None:
+        """Refresh the lag gauges of the raw partitions assigned to this worker."""
+        await self.lag.refresh(self.app.consumer)
 
     async def log_stats(self) -> None:
         """Log the counts of processed, dead-lettered and skipped records, offset gaps and pending outputs."""
@@ -323,6 +363,14 @@ class FeaturesProcessor:
             self.gaps,
             len(self._in_flight),
         )
+
+
+class _Done(NamedTuple):
+    """Record state that the delivery callback finishes: the outputs, the trace and the processing start time."""
+
+    outputs: list[Output]
+    trace: BatchTrace | None
+    started: float
 
 
 def _ack_if_delivered(event: faust.EventT, original: asyncio.Future) -> None:
@@ -393,6 +441,8 @@ def build_app(spec: PipelineSpec, settings: FeaturesAppSettings) -> faust.App:
     processor = FeaturesProcessor(app, spec, table)
     app.agent(raw, name=AGENT_NAME)(processor.process)
     app.timer(STATS_INTERVAL_S, name="features-stats")(processor.log_stats)
+    if settings.lag_interval_s > 0:
+        app.timer(settings.lag_interval_s, name="features-lag")(processor.refresh_lag)
     logger.info(
         "features app %s: %s -> %s and %s, dead letters to %s, state table %s (%d partitions)",
         app_id,

@@ -9,6 +9,7 @@ from streamml.common.changelog import ChangelogStore, ensure_compacted_topic
 from streamml.common.http import build_health_app
 from streamml.common.errors import SpecError
 from streamml.common.kafka import Emitter, topic_partitions, wait_for_topics
+from streamml.common.metrics import publish_build_info
 from streamml.common.process import HttpServer
 from streamml.common.runner import ServiceParts, run_service
 from streamml.common.settings import FeaturesSettings
@@ -54,8 +55,10 @@ def run_features(settings: FeaturesSettings, stop: threading.Event) -> int:
         partitions=partitions,
         processing_guarantee=settings.processing_guarantee,
         loglevel=settings.log_level,
+        lag_interval_s=settings.consumer_lag_interval_ms / 1000,
         credentials=broker_credentials(settings.kafka),
     )
+    publish_build_info(SERVICE)
     server = None
     if settings.effective_http_port is not None:
         # The faust worker takes no HTTP deliveries; the port serves the probes and /metrics.

@@ -12,6 +12,8 @@ from cloudevents.core.v1.event import CloudEvent
 from streamml.common.errors import InvalidEventError, ModelRejectedError, RetriableError
 from streamml.common.events import Output, derived_id, new_event, parse_data
 from streamml.common.handler import BatchResult, EventHandler
+from streamml.common.logs import event_fields
+from streamml.common.metrics import EXECUTION_PROVIDER, MODELS_REJECTED, PROVIDER_FALLBACKS, set_model
 from streamml.common.payloads import FEATURES_TYPE, MODEL_TYPE, PREDICTION_TYPE, FeatureVector, ModelArtifact, Prediction
 from streamml.common.spec import PipelineSpec
 from streamml.features.pipeline import FeatureExtractor
@@ -77,10 +79,14 @@ class InferenceHandler(EventHandler):
                 )
             except ModelRejectedError as error:
                 self.rejected_models += 1
+                MODELS_REJECTED.labels(artifact.model_name).inc()
                 serving = f"v{current.version} keeps serving" if current else "no model is serving yet"
-                logger.error("rejected model event %s: %s; %s", event.get_id(), error, serving)
+                logger.error(
+                    "rejected model event %s: %s; %s", event.get_id(), error, serving, extra=event_fields(event_id=event.get_id())
+                )
                 return False
             self.model = candidate
+            self._record_serving(candidate)
         logger.info(
             "serving model %s v%d on %s (samples=%d, prequential_accuracy=%s)",
             artifact.model_name,
@@ -90,6 +96,18 @@ class InferenceHandler(EventHandler):
             artifact.metrics.prequential_accuracy,
         )
         return True
+
+    def _record_serving(self, model: ServingModel) -> None:
+        artifact = model.artifact
+        set_model("inference", artifact.model_name, artifact.version, artifact.created_at.timestamp())
+        EXECUTION_PROVIDER.clear()
+        EXECUTION_PROVIDER.labels(model.provider).set(1)
+        if self.providers[0] != model.provider:
+            PROVIDER_FALLBACKS.inc()
+            logger.warning(
+                "model %s v%d runs on %s, not on the requested %s: check the CUDA libraries and the GPU of this host",
+                artifact.model_name, artifact.version, model.provider, self.providers[0],
+            )
 
     def handle(self, event: CloudEvent) -> list[Output]:
         return self.handle_one_of_batch(event)

@@ -11,7 +11,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streamml.common.errors import InvalidEventError
 from streamml.common.events import from_kafka
-from streamml.common.kafka import Emitter, consumer_config, where
+from streamml.common.kafka import Emitter, consumer_config, message_fields, where
 from streamml.common.runner import ServiceParts, run_service
 from streamml.common.settings import InferenceSettings, KafkaSettings
 from streamml.common.spec import load_spec
@@ -54,19 +54,22 @@ class ModelFeed:
         newest = {}
         for message in messages:
             if message.error() is not None:
-                logger.warning("models topic error: %s", message.error())
+                logger.warning("models topic error at %s: %s", where(message), message.error(), extra=message_fields(message))
                 continue
             try:
                 event = from_kafka(message.key(), message.value(), message.headers(), where=where(message))
             except InvalidEventError as error:
-                logger.error("skipping %s on the models topic: %s", where(message), error)
+                logger.error("skipping %s on the models topic: %s", where(message), error, extra=message_fields(message))
                 continue
-            newest[message.key()] = event
-        for event in newest.values():
+            newest[message.key()] = (message, event)
+        for message, event in newest.values():
             try:
                 self.handler.load(event)
             except InvalidEventError as error:
-                logger.error("skipping model event %s: %s", event.get_id(), error)
+                logger.error(
+                    "skipping model event %s at %s: %s", event.get_id(), where(message), error,
+                    extra=message_fields(message, event.get_id()),
+                )
 
     def close(self) -> None:
         self._consumer.close()

@@ -20,6 +20,7 @@ class IngestionHandler(EventHandler):
     """
 
     source = "io.streamml.ingestion"
+    restamps_ingest_time = True
 
     def __init__(self, spec: PipelineSpec) -> None:
         self.spec = spec

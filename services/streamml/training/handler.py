@@ -33,6 +33,7 @@ from cloudevents.core.v1.event import CloudEvent
 from streamml.common.errors import InvalidEventError
 from streamml.common.events import Output, new_event, parse_data
 from streamml.common.handler import BatchResult, EventHandler
+from streamml.common.metrics import set_model
 from streamml.common.payloads import (
     FEATURES_TYPE,
     LABEL_TYPE,
@@ -46,6 +47,7 @@ from streamml.common.spec import PipelineSpec
 from streamml.features.pipeline import FeatureExtractor
 from streamml.training.export import INPUT_NAME, OPSET, export_onnx
 from streamml.training.learner import OnlineLearner
+from streamml.training.served import ServedScore, sample_scores
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +71,7 @@ class PrequentialMetrics:
 
     def update(self, predictions: np.ndarray, targets: np.ndarray) -> None:
         """Score predictions made before learning: class probabilities or values, against the targets."""
-        if self.task == "classification":
-            scores = (predictions.argmax(axis=1) == targets).astype(np.float64)
-        else:
-            scores = np.abs(predictions.astype(np.float64) - targets)
+        scores = sample_scores(self.task, predictions, targets)
         self.samples += len(scores)
         self.total += float(scores.sum())
         self.recent.extend(scores.tolist())
@@ -116,6 +115,7 @@ class TrainingHandler(EventHandler):
         self._class_index = {name: index for index, name in enumerate(self.classes or ())}
         self.learner = OnlineLearner.from_spec(spec, self.extractor.width)
         self.metrics = PrequentialMetrics(self.learner.task)
+        self.served = ServedScore(spec.model_name, self.learner.task, RECENT_WINDOW)
         self.batch_size = batch_size
         self.version: int | None = None
         self.counters = dict.fromkeys(
@@ -145,6 +145,7 @@ class TrainingHandler(EventHandler):
         """
         self.learner.load_state_dict(learner_state)
         self.version = version
+        self.served.published(self.learner, version)
         logger.info(
             "restored model %s at version %d after %d learned samples",
             self.spec.model_name, version, self.learner.samples,
@@ -298,6 +299,7 @@ class TrainingHandler(EventHandler):
         x = np.stack(self._block_x[self._block_scored :])
         targets = np.asarray(self._block_y[self._block_scored :])
         self.metrics.update(self.learner.predict_many(x), targets)
+        self.served.update(x, targets)
         self._block_scored = len(self._block_x)
 
     def _learn_block(self) -> list[Output]:
@@ -368,6 +370,8 @@ class TrainingHandler(EventHandler):
         self.version = version
         self._since_publish = 0
         self._last_publish = now
+        self.served.published(self.learner, version)
+        set_model("training", self.spec.model_name, version, now.timestamp())
 
         logger.info(
             "published model %s version %d: %d bytes %s, %d samples learned, metrics %s",

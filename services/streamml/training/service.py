@@ -7,7 +7,7 @@ import threading
 
 from streamml.common.errors import InvalidEventError
 from streamml.common.events import from_kafka, parse_data
-from streamml.common.kafka import Emitter, read_compacted, where
+from streamml.common.kafka import Emitter, message_fields, read_compacted, where
 from streamml.common.runner import ServiceParts, run_service
 from streamml.common.payloads import ModelArtifact
 from streamml.common.settings import TrainingSettings
@@ -28,7 +28,7 @@ def latest_published_version(settings: TrainingSettings, spec: PipelineSpec) -> 
             event = from_kafka(message.key(), message.value(), message.headers(), where=where(message))
             artifact = parse_data(event, ModelArtifact)
         except InvalidEventError as error:
-            logger.warning("skipping %s on the models topic: %s", where(message), error)
+            logger.warning("skipping %s on the models topic: %s", where(message), error, extra=message_fields(message))
             continue
         if artifact.model_name == spec.model_name and (newest is None or artifact.version > newest):
             newest = artifact.version
