@@ -177,20 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="Launches per service and mode; the median is reported (default: 3).")
     parser.add_argument("--json", help="Write the figures here.")
     args = parser.parse_args(argv)
-    broker = None
-    if args.bootstrap_servers:
-        bootstrap = args.bootstrap_servers
-    else:
-        sys.path.insert(0, str(REPOSITORY / "scripts"))
-        from kafka_broker import KafkaBroker
+    from bench.harness import LocalBroker
 
-        broker = KafkaBroker()
-        bootstrap = broker.start()
-    try:
+    with LocalBroker(args.bootstrap_servers) as bootstrap:
         figures = run(KafkaSettings(bootstrap_servers=bootstrap), Path(args.csv), args.repeat)
-    finally:
-        if broker is not None:
-            broker.stop()
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0

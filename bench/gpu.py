@@ -54,7 +54,7 @@ def time_provider(spec, provider: str, model, vectors, repeats: int = 5) -> dict
         raise RuntimeError(f"the {provider} handler did not load the model; see the log above")
     active = handler.model.provider
     if active != PROVIDER_NAMES[provider]:
-        raise RuntimeError(f"asked for {PROVIDER_NAMES[provider]}, but the session runs on {active}")
+        raise RuntimeError(f"expected {PROVIDER_NAMES[provider]}, but the session runs on {active}: check the CUDA libraries onnxruntime-gpu needs")
     figures = {}
     for size in BATCH_SIZES:
         batches = [vectors[start : start + size] for start in range(0, len(vectors) - size + 1, size)][:max(1, 8192 // size)]

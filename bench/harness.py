@@ -16,14 +16,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from cloudevents.core.v1.event import CloudEvent
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamml.common.events import to_kafka
 from streamml.common.settings import KafkaSettings
-from streamml.common.spec import PipelineSpec, load_spec
+from streamml.common.spec import PipelineSpec
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 ROLES = ("input", "raw", "features", "labels", "models", "predictions", "dead_letter", "checkpoints")
@@ -53,16 +52,6 @@ class LocalBroker:
             self._broker.stop()
 
 
-def fresh_spec(folder: Path, source: Path, name: str, **overrides: object) -> tuple[Path, PipelineSpec]:
-    """Copy a pipeline spec under a new name, so each run gets its own topics and consumer groups."""
-    document = yaml.safe_load(source.read_text())
-    document["name"] = name
-    document.update(overrides)
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path, load_spec(path)
-
-
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -84,7 +73,7 @@ def create_pipeline_topics(settings: KafkaSettings, spec: PipelineSpec) -> None:
 
 
 def record_key(event: CloudEvent) -> str:
-    """The id of the input event a record descends from: `data.event_id` where present, else its own id."""
+    """Return the id of the input event a record descends from: `data.event_id` where present, else its own id."""
     data = event.get_data()
     if isinstance(data, dict) and isinstance(data.get("event_id"), str):
         return data["event_id"]

@@ -50,7 +50,7 @@ def streamml_prequential(spec: PipelineSpec, x: np.ndarray, y: np.ndarray) -> tu
 
 
 def handler_rate(spec: PipelineSpec, workload: Workload, folder: Path) -> float:
-    """Samples/s through the training service's handler: CloudEvents in, joins, learning, ONNX exports."""
+    """Return samples/s through the training service's handler: CloudEvents in, joins, learning, ONNX exports."""
     import torch
 
     from streamml.training.handler import TrainingHandler
@@ -65,7 +65,7 @@ def handler_rate(spec: PipelineSpec, workload: Workload, folder: Path) -> float:
 
 
 def compare(spec: PipelineSpec, workload: Workload, folder: Path, rows: int) -> dict[str, dict[str, float]]:
-    """Speed and prequential accuracy of streamml's learner, River's LogisticRegression and ARFClassifier."""
+    """Return the speed and prequential accuracy of streamml's learner, River's LogisticRegression and ARFClassifier."""
     from river import forest, linear_model, preprocessing
 
     x, y = workload.arrays()
@@ -86,7 +86,7 @@ def compare(spec: PipelineSpec, workload: Workload, folder: Path, rows: int) -> 
 
 
 def served_accuracy(csv_path: Path, spec_path: Path, rows: int) -> dict[str, float]:
-    """Served accuracy of the four handlers on the embedded bus: each prediction by the model serving then."""
+    """Return the served accuracy of the four handlers on the embedded bus: each prediction by the model serving then."""
     from streamml.demo.runner import run_demo
 
     summary = run_demo(csv_path=str(csv_path), spec_path=str(spec_path), limit=rows, progress=False)

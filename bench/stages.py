@@ -61,7 +61,7 @@ class Setup:
     rate: float
 
     def new_spec(self, label: str) -> tuple[Path, PipelineSpec]:
-        """The workload's spec under a new name, so a measurement has its own topics and consumer groups."""
+        """Write the workload's spec under a new name and create its topics, so a measurement has its own topics and groups."""
         document = self.base_spec | {"name": unique_name(f"bench-{label}")}
         path = self.folder / f"{document['name']}.yaml"
         path.write_text(yaml.safe_dump(document))
@@ -70,7 +70,7 @@ class Setup:
         return path, spec
 
     def rows(self, roles: Sequence[str], start: int, stop: int) -> list[tuple[str, CloudEvent]]:
-        """(role, event) for the workload rows [start, stop), in stream order."""
+        """Return (role, event) for the workload rows [start, stop), in stream order."""
         lists = {"input": self.workload.inputs, "raw": self.workload.raw, "features": self.workload.vectors, "labels": self.workload.labels}
         return [(role, lists[role][index]) for index in range(start, stop) for role in roles]
 

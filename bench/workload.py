@@ -1,7 +1,7 @@
 """The benchmark workload: Elec2 rows as the events each service consumes.
 
 The events are made once, in process, by the same handlers the services run, so every
-service is measured on records of the size and shape it sees in the pipeline.
+service is measured on records of the size and shape it receives in the pipeline.
 """
 
 from __future__ import annotations
