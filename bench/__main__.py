@@ -31,7 +31,7 @@ logger = logging.getLogger("bench")
 MODEL_NAME = "elec2-bench"
 SIZES = {
     # drain rows, paced rows, rows for the accuracy comparison, cold start launches
-    "quick": {"drain": 4000, "paced": 2000, "accuracy_rows": 5000, "cold_repeat": 1},
+    "quick": {"drain": 4000, "paced": 1500, "accuracy_rows": 5000, "cold_repeat": 1},
     "full": {"drain": 20_000, "paced": 10_000, "accuracy_rows": None, "cold_repeat": 3},
 }
 TARGETS = {
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", default=str(REPOSITORY / "docs" / "benchmarks.md"), help="The report (default: docs/benchmarks.md).")
     parser.add_argument("--bootstrap-servers", help="A running broker; default: start one with scripts/kafka_broker.py.")
     parser.add_argument("--csv", default=str(default_csv()), help="The Elec2 CSV (default: the reference data folder).")
-    parser.add_argument("--rate", type=float, default=1000.0, help="Offered load of the paced phases, in rows/s (default: 1000).")
+    parser.add_argument("--rate", type=float, default=500.0, help="Offered load of the paced phases, in rows/s (default: 500).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The handlers run in this process for the learner and accuracy figures; their logs are not the report.
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         for service in stages.INPUT_ROLES:
             figures["services"][service] = stages.measure_service(setup, service)
             figures["relays"][service] = stages.measure_relay(setup, stages.INPUT_ROLES[service])
+            figures["services"][service]["handler_us_per_event"] = round(stages.handler_cost_us(setup, service), 1)
             logger.info("%s: %s; relay %s", service, figures["services"][service], figures["relays"][service])
         figures["relay_chain"] = stages.measure_relay(setup, ("input",), hops=stages.PREDICTION_HOPS)
         figures["pipeline"] = stages.measure_pipeline(setup)
