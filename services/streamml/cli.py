@@ -156,6 +156,9 @@ def _topics(args: argparse.Namespace) -> int:
     settings = KafkaSettings(bootstrap_servers=args.bootstrap_servers) if args.bootstrap_servers else KafkaSettings()
     if args.action == "tail":
         return _tail(settings, spec.topic(args.role), args.max_events)
+    from streamml.demo.runner import check_reachable
+
+    check_reachable(settings)
     created = create_topics(settings, spec, partitions=args.partitions, replication_factor=args.replication_factor)
     for topic in created:
         print(f"created {topic}")

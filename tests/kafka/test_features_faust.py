@@ -8,7 +8,6 @@ the raw topic with confluent-kafka and reads what the worker produced.
 from __future__ import annotations
 
 import base64
-import json
 import signal
 import subprocess
 import sys

@@ -319,6 +319,14 @@ def to_kafka(event: CloudEvent) -> tuple[bytes | None, bytes, KafkaHeaders]:
     return key, value, headers
 
 
+def header_event_id(headers: Iterable[tuple[str, Any]] | None) -> str | None:
+    """Return the `ce_id` header of a record, decoded leniently, for logs and dead letters of records that do not decode."""
+    for name, raw in headers or ():
+        if isinstance(name, str) and name.lower() == "ce_id" and isinstance(raw, bytes) and raw:
+            return raw.decode("utf-8", errors="replace")
+    return None
+
+
 def _header_text(name: str, raw: Any, where: str) -> str:
     if isinstance(raw, bytes):
         try:

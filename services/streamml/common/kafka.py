@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from streamml.common.deadletter import dead_letter_output
 from streamml.common.errors import InvalidEventError, RetriableError
-from streamml.common.events import KafkaHeaders, Output, from_kafka, to_kafka
+from streamml.common.events import KafkaHeaders, Output, from_kafka, header_event_id, to_kafka
 from streamml.common.handler import EventHandler
 from streamml.common.logs import event_fields
 from streamml.common.metrics import AdapterMetrics, set_partition_lags
@@ -372,7 +372,7 @@ class PullRunner:
             try:
                 event = from_kafka(message.key(), message.value(), message.headers(), where=where(message))
             except InvalidEventError as invalid:
-                dead_letters.append(self._dead_letter(message, invalid, None))
+                dead_letters.append(self._dead_letter(message, invalid, header_event_id(message.headers())))
                 continue
             events.append(event)
             sources.append(message)

@@ -40,7 +40,7 @@ import ssl
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -53,7 +53,7 @@ from streamml.common.errors import InvalidEventError, SpecError
 from streamml.common.logs import event_fields
 from streamml.common.metrics import AdapterMetrics
 from streamml.common.settings import KafkaSettings
-from streamml.common.events import Output, from_kafka, to_kafka
+from streamml.common.events import Output, from_kafka, header_event_id, to_kafka
 from streamml.common.spec import PipelineSpec, load_spec
 from streamml.common.tracing import BatchTrace, Origin, event_tracer
 from streamml.features.handler import FeaturesHandler
@@ -255,7 +255,7 @@ class FeaturesProcessor:
     def _outputs_for(
         self, key: bytes | None, value: bytes | None, headers: list[tuple[str, Any]], origin: _Origin
     ) -> tuple[list[Output], str | None, BatchTrace | None]:
-        event_id = _header_id(headers)
+        event_id = header_event_id(headers)
         trace = None
         try:
             cloudevent = from_kafka(key, value, headers, where=str(origin))
@@ -376,13 +376,6 @@ class _Done(NamedTuple):
 def _ack_if_delivered(event: faust.EventT, original: asyncio.Future) -> None:
     if not original.cancelled() and original.exception() is None:
         event.ack()
-
-
-def _header_id(headers: Iterable[tuple[str, Any]]) -> str | None:
-    for name, raw in headers:
-        if name.lower() == "ce_id" and isinstance(raw, bytes) and raw:
-            return raw.decode("utf-8", errors="replace")
-    return None
 
 
 def broker_credentials(kafka: KafkaSettings) -> faust.SASLCredentials | faust.SSLCredentials | None:
