@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -65,12 +66,38 @@ def test_sigkill_loses_and_repeats_nothing(victim, run, bootstrap_servers, elec2
             drain(time.monotonic() + 1)
             pipeline.check_alive()
         drain(time.monotonic() + 5)
+        learned = newest_learned_samples(pipeline.services["training"], final_samples(spec, ROWS))
     predictions.close()
 
     missing = expected - per_id.keys()
     assert not missing, f"{len(missing)} inputs have no prediction, for example {sorted(missing)[:5]}"
     repeated = {event_id: count for event_id, count in per_id.items() if count > 1}
     assert not repeated, f"{len(repeated)} inputs were predicted more than once, for example {list(repeated.items())[:5]}"
+    # Training learned every sample once: its last version counts every full cadence of samples.
+    assert learned == final_samples(spec, ROWS), f"the newest model learned {learned} samples"
+
+
+def final_samples(spec, rows: int) -> int:
+    """Samples in the last version published for `rows` joined samples: whole blocks, whole cadences."""
+    block = spec.training.batch_size
+    per_version = -(-spec.training.every_events // block) * block
+    return rows // block * block // per_version * per_version
+
+
+def newest_learned_samples(training, expected: int, timeout_s: float = 60.0) -> int:
+    """Return the most samples a published version had learned, from the training log, waiting up to `timeout_s` for `expected`.
+
+    The model events carry the prequential metrics, which restart with the process. The log
+    line of each published version gives the learner's own count, which a checkpoint restores.
+    """
+    learned = 0
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = re.findall(r"published model \S+ version \d+: .*?, (\d+) samples learned", training.log_path.read_text())
+        learned = max([learned, *map(int, found)])
+        if learned >= expected or time.monotonic() > deadline:
+            return learned
+        time.sleep(0.5)
 
 
 def test_redelivered_vectors_predicted_once(bootstrap_servers, elec2_csv, elec2_spec_path, tmp_path):

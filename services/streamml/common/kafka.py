@@ -224,6 +224,7 @@ class PullRunner:
         before_batch: Callable[[], None] | None = None,
         on_outputs: Callable[[list[Output]], None] | None = None,
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
+        commit_gate: Callable[[], bool] | None = None,
         lag_interval_ms: int = 5000,
     ) -> None:
         self.handler = handler
@@ -236,6 +237,7 @@ class PullRunner:
         self.before_batch = before_batch
         self.on_outputs = on_outputs
         self.on_assign = on_assign
+        self.commit_gate = commit_gate
         self.metrics = AdapterMetrics(service, "kafka")
         self.tracer = event_tracer()
         statistics: dict[str, Any] = {}
@@ -347,7 +349,8 @@ class PullRunner:
         if self.on_outputs is not None:
             self.on_outputs(outputs)
         if messages:
-            self._commit(messages)
+            if self.commit_gate is None or self.commit_gate():
+                self._commit(messages)
             self.metrics.batch_done(
                 len(messages), outputs, started, trace.ingested_at if trace is not None else (), self.dead_letter_topic
             )

@@ -36,6 +36,8 @@ class ServiceParts:
     is_ready: Callable[[], bool] | None = None
     ready_wait_s: float = 0.0
     on_assign: Callable[[list[TopicPartition]], None] | None = None
+    # Pull mode: called after each batch's outputs are acknowledged; offsets are committed only when it returns True.
+    commit_gate: Callable[[], bool] | None = None
 
 
 def wait_for_kafka(emitter: Emitter, settings: ServiceSettings, stop: threading.Event) -> None:
@@ -99,6 +101,7 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
                 before_batch=parts.before_batch,
                 on_outputs=parts.on_outputs,
                 on_assign=parts.on_assign,
+                commit_gate=parts.commit_gate,
                 lag_interval_ms=settings.consumer_lag_interval_ms,
             )
             runner.run(stop)

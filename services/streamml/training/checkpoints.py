@@ -2,8 +2,10 @@
 
 The training service may run as a Knative Service that scales to zero, where no
 local disk outlives a pod. After each published model version it writes the
-learner state to the checkpoints topic, keyed by model name. At start it reads
-the newest checkpoint back.
+learner state and the samples still waiting for a partner or a block to the
+checkpoints topic, keyed by model name, and only then commits its consumer offsets.
+At start it reads the newest checkpoint back and consumes from those offsets, so
+every sample is learned once across a crash.
 
 Checkpoints are written with `torch.save` and read with `torch.load(weights_only=True)`,
 which loads tensors, numbers, strings and containers only, never arbitrary objects.
@@ -38,9 +40,12 @@ def _to_tensors(value: Any) -> Any:
     return value
 
 
-def encode_checkpoint(version: int, learner_state: dict[str, Any]) -> bytes:
+def encode_checkpoint(version: int, learner_state: dict[str, Any], join_state: dict[str, Any] | None = None) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"version": version, "learner": _to_tensors(learner_state)}, buffer)
+    document = {"version": version, "learner": _to_tensors(learner_state)}
+    if join_state is not None:
+        document["join"] = _to_tensors(join_state)
+    torch.save(document, buffer)
     return buffer.getvalue()
 
 
@@ -58,8 +63,8 @@ class KafkaCheckpoints:
         self.key = model_name.encode()
 
     def save(self, handler: TrainingHandler) -> None:
-        """Write the learner state of the version just published and wait for the acknowledgement."""
-        data = encode_checkpoint(handler.version or 0, handler.learner.state_dict())
+        """Write the learner and join state of the version just published and wait for the acknowledgement."""
+        data = encode_checkpoint(handler.version or 0, handler.learner.state_dict(), handler.join_state())
         if len(data) > MAX_CHECKPOINT_BYTES:
             # NOTE: a learner this large restarts from scratch; raise the topic's max.message.bytes to keep it.
             logger.warning("checkpoint of %d bytes is over %d; not saved", len(data), MAX_CHECKPOINT_BYTES)
@@ -67,7 +72,13 @@ class KafkaCheckpoints:
         self.emitter.wait([self.emitter.send_raw(self.topic, self.key, data)])
 
     def restore(self, handler: TrainingHandler, version: int) -> bool:
-        """Restore the newest checkpoint if it was taken at `version`; return whether it was."""
+        """Restore the newest checkpoint; return whether one was restored.
+
+        `version` is the newest version on the models topic. A checkpoint with join state was
+        written before its offsets were committed, so one of an older version is still exact:
+        the records after it are consumed again and the versions after it published again with
+        the same numbers. A checkpoint without join state is restored only at `version`.
+        """
         newest = None
         for message in read_compacted(self.settings, self.topic):
             if message.key() == self.key:
@@ -76,11 +87,13 @@ class KafkaCheckpoints:
             logger.warning("no checkpoint of %s on %s: learning restarts from an untrained model", self.key.decode(), self.topic)
             return False
         saved = decode_checkpoint(newest)
-        if saved["version"] != version:
+        join_state = saved.get("join")
+        usable = saved["version"] <= version if join_state is not None else saved["version"] == version
+        if not usable:
             logger.warning(
                 "checkpoint on %s is of version %s but the models topic has %d: learning restarts from an untrained model",
                 self.topic, saved["version"], version,
             )
             return False
-        handler.restore(saved["learner"], version)
+        handler.restore(saved["learner"], saved["version"], join_state)
         return True

@@ -60,6 +60,9 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# Learned record ids kept in a checkpoint, to skip records redelivered after a restart.
+CHECKPOINT_LEARNED_IDS = 5000
+
 class PrequentialMetrics:
     """Test-then-train accuracy (classes) or mean absolute error (numbers), overall and recent."""
 
@@ -138,18 +141,54 @@ class TrainingHandler(EventHandler):
         """Feature vectors and labels waiting for their partner."""
         return len(self._pending_features), len(self._pending_labels)
 
-    def restore(self, learner_state: dict[str, Any], version: int) -> None:
+    def join_state(self) -> dict[str, Any]:
+        """Return the samples not yet in the learner: records waiting for a partner or for a full block.
+
+        Saved with the learner state, it lets a restarted service consume the records that
+        followed the checkpoint again without losing or repeating a sample. The newest learned
+        ids come along, up to `CHECKPOINT_LEARNED_IDS`, so a record redelivered after a restart
+        is still skipped.
+        """
+        width = self.extractor.width
+        return {
+            "pending_features": [[event_id, order, vector] for event_id, (order, vector) in self._pending_features.items()],
+            "pending_labels": [[event_id, order, float(target)] for event_id, (order, target) in self._pending_labels.items()],
+            "block_x": np.stack(self._block_x) if self._block_x else np.empty((0, width), dtype=np.float32),
+            "block_y": [float(target) for target in self._block_y],
+            "block_scored": self._block_scored,
+            "learned_ids": list(self._learned_ids)[-CHECKPOINT_LEARNED_IDS:],
+            "since_publish": self._since_publish,
+            "sequence": self._sequence,
+        }
+
+    def restore(self, learner_state: dict[str, Any], version: int, join_state: dict[str, Any] | None = None) -> None:
         """Resume learning from a saved `OnlineLearner.state_dict()`, so the next version is `version + 1`.
 
+        `join_state` is a saved `join_state()`; without it, samples that were waiting are not restored.
         The prequential metrics restart from zero, because they are not part of the learner state.
         """
         self.learner.load_state_dict(learner_state)
         self.version = version
+        if join_state is not None:
+            self._load_join_state(join_state)
         self.served.published(self.learner, version)
         logger.info(
             "restored model %s at version %d after %d learned samples",
             self.spec.model_name, version, self.learner.samples,
         )
+
+    def _load_join_state(self, state: dict[str, Any]) -> None:
+        def array(value: Any) -> np.ndarray:
+            return value.numpy() if hasattr(value, "numpy") else np.asarray(value, dtype=np.float32)
+
+        self._pending_features = OrderedDict((event_id, (int(order), array(vector))) for event_id, order, vector in state["pending_features"])
+        self._pending_labels = OrderedDict((event_id, (int(order), float(target))) for event_id, order, target in state["pending_labels"])
+        self._block_x = list(array(state["block_x"]))
+        self._block_y = [float(target) for target in state["block_y"]]
+        self._block_scored = int(state["block_scored"])
+        self._learned_ids = OrderedDict.fromkeys(state["learned_ids"])
+        self._since_publish = int(state["since_publish"])
+        self._sequence = int(state["sequence"])
 
     # Events ---------------------------------------------------------------------------------------
 

@@ -59,11 +59,22 @@ def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
             checkpoints.save(handler)
             saved[0] = handler.version
 
+    def checkpointed() -> bool:
+        """Allow an offset commit only right after a checkpoint, which contains everything consumed so far."""
+        checkpoint = saved[0]
+        if committed[0] == checkpoint:
+            return False
+        committed[0] = checkpoint
+        return True
+
+    committed = [handler.version]
+
     parts = ServiceParts(
         service=SERVICE,
         handler=handler,
         input_topics=[spec.topic("features"), spec.topic("labels")],
         on_outputs=lambda outputs: save_if_published(),
+        commit_gate=checkpointed,
         after_handle=save_if_published,
         is_ready=emitter.connected,
     )
