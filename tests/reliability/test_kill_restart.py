@@ -73,8 +73,12 @@ def test_sigkill_loses_and_repeats_nothing(victim, run, bootstrap_servers, elec2
     assert not missing, f"{len(missing)} inputs have no prediction, for example {sorted(missing)[:5]}"
     repeated = {event_id: count for event_id, count in per_id.items() if count > 1}
     assert not repeated, f"{len(repeated)} inputs were predicted more than once, for example {list(repeated.items())[:5]}"
-    # Training learned every sample once: its last version counts every full cadence of samples.
+    # Training learned every sample once: its last version counts every full cadence of samples,
+    # and at the stop the learner and its part block account for every sample.
     assert learned == final_samples(spec, ROWS), f"the newest model learned {learned} samples"
+    stopped = re.findall(r"the learner has learned (\d+) samples; (\d+) wait for a full block", pipeline.services["training"].log_path.read_text())
+    assert stopped, pipeline.services["training"].log_tail()
+    assert sum(map(int, stopped[-1])) == ROWS, f"at the stop the learner had {stopped[-1][0]} samples and {stopped[-1][1]} waiting"
 
 
 def final_samples(spec, rows: int) -> int:

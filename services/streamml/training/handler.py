@@ -137,6 +137,11 @@ class TrainingHandler(EventHandler):
         self._block_scored = 0
 
     @property
+    def waiting_in_block(self) -> int:
+        """Joined samples waiting for a full block of `batch_size` before they are learned."""
+        return len(self._block_x)
+
+    @property
     def pending(self) -> tuple[int, int]:
         """Feature vectors and labels waiting for their partner."""
         return len(self._pending_features), len(self._pending_labels)

@@ -79,3 +79,8 @@ def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
         is_ready=emitter.connected,
     )
     run_service(parts, settings, spec, emitter, stop)
+    features, labels = handler.pending
+    logger.info(
+        "training stopped: the learner has learned %d samples; %d wait for a full block, %d vectors and %d labels for their partner",
+        handler.learner.samples, handler.waiting_in_block, features, labels,
+    )
