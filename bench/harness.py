@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudevents.core.v1.event import CloudEvent
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streamml.common.events import to_kafka
 from streamml.common.settings import KafkaSettings
 from streamml.common.spec import PipelineSpec
+from streamml.demo.cluster import produce_records
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 ROLES = ("input", "raw", "features", "labels", "models", "predictions", "dead_letter", "checkpoints")
@@ -95,37 +95,16 @@ def produce(
 ) -> dict[str, int]:
     """Produce (topic, event) pairs, paced at `rate` records/s (0: unpaced).
 
-    Returns the broker append time (ms) of each record by `key_of(event)`; with several records
+    Returns the broker append time (ms) of each record by `key_of(event)`. With several records
     per key the latest is kept.
     """
-    producer = Producer(settings.client_config() | {"linger.ms": 5, "enable.idempotence": True, "acks": "all"})
     stamps: dict[str, int] = {}
-    failures: list[str] = []
 
-    def delivered(key: str):
-        def on_delivery(error, message) -> None:
-            if error is not None:
-                failures.append(str(error))
-            else:
-                stamps[key] = max(stamps.get(key, 0), message.timestamp()[1])
-        return on_delivery
+    def stamp(event: CloudEvent, message) -> None:
+        key = key_of(event)
+        stamps[key] = max(stamps.get(key, 0), message.timestamp()[1])
 
-    started = time.monotonic()
-    for count, (topic, event) in enumerate(records):
-        if rate > 0:
-            delay = started + count / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        key, value, headers = to_kafka(event)
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered(key_of(event)))
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    if producer.flush(60) or failures:
-        raise RuntimeError(f"the brokers did not acknowledge every benchmark record: {failures[:1]}")
+    produce_records(settings, records, rate, on_delivered=stamp)
     return stamps
 
 
@@ -166,7 +145,7 @@ class Collector:
 
 
 def header_id(message) -> str:
-    """The `ce_id` header of a binary-mode record, without decoding the event."""
+    """Return the `ce_id` header of a binary-mode record, without decoding the event."""
     for name, value in message.headers() or ():
         if name == "ce_id":
             return value.decode()

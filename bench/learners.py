@@ -1,8 +1,8 @@
 """The training learner against River on the same feature vectors: speed and accuracy.
 
 Both sides learn test-then-train: each sample is predicted before it is learned. River
-learns one sample at a time; streamml learns in blocks of `training.batch_size`, every
-sample of a block predicted by the model from before the block.
+learns one sample at a time. streamml learns in blocks of `training.batch_size`, and every
+sample of a block is predicted by the model from before the block.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The throughput limit of one hop: a bare confluent-kafka relay.
 
 It consumes a batch, produces a copy of each record (key, value and headers) to the
-target topic, waits for the acknowledgements and commits the offsets: the same
-delivery rule and client settings as the services' pull loop, with no CloudEvents
-decoding and no handler.
+target topic, waits for the acknowledgements and commits the offsets. That is the
+services' delivery rule with their client settings, but with no CloudEvents decoding
+and no handler.
 
     python -m bench.relay --bootstrap-servers HOST:PORT --source IN [--source IN2] --target OUT --group G
 

@@ -2,8 +2,8 @@
 
 Each measurement gets its own topics and runs its processes in two phases:
 
-1. drain: a backlog of records waits on the input topics before the processes start;
-   the rate comes from the outputs' append times, first to last, so start-up is left out;
+1. drain: a backlog of records waits on the input topics before the processes start.
+   The rate comes from the outputs' append times, first to last, so start-up is left out.
 2. paced: more records arrive at a fixed offered load, and each output's latency is
    its append time minus the append time of the input it descends from.
 """
@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,7 +201,7 @@ def measure_relay(setup: Setup, roles: Sequence[str], hops: int = 1) -> dict[str
 
 
 def measure_service(setup: Setup, service: str) -> dict[str, object]:
-    """One service as an OS process in pull mode."""
+    """Measure one service as an OS process in pull mode."""
     spec_path, spec = setup.new_spec(service)
     if service == "training":
         return measure_training(setup, spec_path, spec)
@@ -257,7 +258,7 @@ def measure_training(setup: Setup, spec_path: Path, spec: PipelineSpec) -> dict[
 
 
 def measure_pipeline(setup: Setup) -> dict[str, object]:
-    """The four services as OS processes: input events in, predictions out, and the served accuracy."""
+    """Measure the four services as OS processes: input events in, predictions out, and the served accuracy."""
     spec_path, spec = setup.new_spec("e2e")
     run = Run({"input": spec.topic("input")}, spec.topic("predictions"),
               start_services(setup, spec_path, ["ingestion", "features", "training", "inference"]))
@@ -267,7 +268,7 @@ def measure_pipeline(setup: Setup) -> dict[str, object]:
 
 
 def base_spec(source: Path, model_name: str) -> dict:
-    """The spec document every measurement copies: the source spec with a fixed model name."""
+    """Return the spec document every measurement copies: the source spec with a fixed model name."""
     document = yaml.safe_load(source.read_text())
     document.setdefault("model", {})["name"] = model_name
     document.pop("topics", None)
@@ -280,8 +281,6 @@ def handler_cost_us(setup: Setup, service: str, rows: int = 5000) -> float:
     The rows' records are decoded from their Kafka form, handled in batches of 500 and
     their outputs encoded again: what a service does per record beyond what the relay does.
     """
-    import time
-
     from streamml.common.events import from_kafka, to_kafka
     from streamml.features.handler import FeaturesHandler
     from streamml.inference.handler import InferenceHandler

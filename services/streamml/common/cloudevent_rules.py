@@ -284,7 +284,7 @@ _FINITE_PROBE = json.JSONEncoder(allow_nan=False, check_circular=False, default=
 
 
 def has_non_finite(value: Any) -> bool:
-    """Return whether `value` (JSON types) holds a NaN or infinite float anywhere."""
+    """Return whether `value` (JSON types) contains a NaN or infinite float anywhere."""
     try:
         _FINITE_PROBE.encode(value)
     except ValueError:

@@ -12,11 +12,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from cloudevents.core.v1.event import CloudEvent
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamml.common.errors import InvalidEventError
@@ -123,18 +123,36 @@ class PipelineProcesses:
 
 def produce_replay(settings: KafkaSettings, topic: str, events: Iterable[CloudEvent], rate: float = 0.0) -> int:
     """Produce events to `topic` in binary mode, paced at `rate` events/s (0: unpaced); return the count."""
+    return produce_records(settings, ((topic, event) for event in events), rate)
+
+
+def produce_records(
+    settings: KafkaSettings,
+    records: Iterable[tuple[str, CloudEvent]],
+    rate: float = 0.0,
+    on_delivered: Callable[[CloudEvent, Message], None] | None = None,
+) -> int:
+    """Produce (topic, event) pairs in binary mode, paced at `rate` records/s (0: unpaced); return the count.
+
+    `on_delivered` is called with each event and its acknowledged record. Raises RuntimeError
+    unless the brokers acknowledged every record.
+    """
     producer = Producer(
         settings.client_config() | {"linger.ms": 5, "enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"}
     )
     failures: list[str] = []
 
-    def on_delivery(error, message) -> None:
-        if error is not None:
-            failures.append(str(error))
+    def delivery_report(event: CloudEvent):
+        def on_delivery(error, message) -> None:
+            if error is not None:
+                failures.append(str(error))
+            elif on_delivered is not None:
+                on_delivered(event, message)
+        return on_delivery
 
     started = time.monotonic()
     count = 0
-    for event in events:
+    for topic, event in records:
         if rate > 0:
             delay = started + count / rate - time.monotonic()
             if delay > 0:
@@ -142,7 +160,7 @@ def produce_replay(settings: KafkaSettings, topic: str, events: Iterable[CloudEv
         key, value, headers = to_kafka(event)
         while True:
             try:
-                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivery_report(event))
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -150,7 +168,7 @@ def produce_replay(settings: KafkaSettings, topic: str, events: Iterable[CloudEv
         count += 1
     remaining = producer.flush(60)
     if remaining or failures:
-        raise RuntimeError(f"{remaining} records to {topic} were not acknowledged; first failure: {failures[:1]}")
+        raise RuntimeError(f"{remaining} of {count} records were not acknowledged; first failure: {failures[:1]}")
     return count
 
 

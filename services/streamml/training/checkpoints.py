@@ -66,8 +66,13 @@ class KafkaCheckpoints:
         """Write the learner and join state of the version just published and wait for the acknowledgement."""
         data = encode_checkpoint(handler.version or 0, handler.learner.state_dict(), handler.join_state())
         if len(data) > MAX_CHECKPOINT_BYTES:
-            # NOTE: a learner this large restarts from scratch; raise the topic's max.message.bytes to keep it.
-            logger.warning("checkpoint of %d bytes is over %d; not saved", len(data), MAX_CHECKPOINT_BYTES)
+            # NOTE: the offsets are committed anyway, so a crash before the next written checkpoint loses
+            # the samples learned since the last one. Raising the topic's max.message.bytes avoids that.
+            logger.warning(
+                "checkpoint of %d bytes is over %d; not saved, so a crash before the next checkpoint loses the samples "
+                "learned since the last one. Raise max.message.bytes of %s and MAX_CHECKPOINT_BYTES to keep it",
+                len(data), MAX_CHECKPOINT_BYTES, self.topic,
+            )
             return
         self.emitter.wait([self.emitter.send_raw(self.topic, self.key, data)])
 
