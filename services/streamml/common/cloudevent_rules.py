@@ -18,6 +18,8 @@ from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import quote, unquote_to_bytes
 
+from pydantic_core import PydanticSerializationError, from_json, to_json
+
 SPECVERSION: Final = "1.0"
 REQUIRED: Final = ("id", "source", "type")
 JSON_MEDIA_TYPE: Final = "application/json"
@@ -154,11 +156,29 @@ def _parse_timestamp_fields(text: str) -> datetime:
         raise RuleError(f"is {show(text)}, which is not a real date and time ({error}); {_TIMESTAMP_FIX}") from None
 
 
+# Formatted timestamps by (datetime, tzinfo): equal datetimes are the same instant, and with
+# equal time zones they have the same text. An event's time is often written twice, in its
+# data and in its `time` attribute.
+_FORMATTED: dict[tuple[datetime, Any], str] = {}
+_FORMATTED_LIMIT = 4096
+
+
 def format_timestamp(value: datetime) -> str:
     """Return the RFC 3339 form of an aware datetime, with `Z` for UTC.
 
     Offsets with seconds, which RFC 3339 cannot express, are converted to UTC.
     """
+    key = (value, value.tzinfo)
+    text = _FORMATTED.get(key)
+    if text is None:
+        text = _format_timestamp(value)
+        if len(_FORMATTED) >= _FORMATTED_LIMIT:
+            _FORMATTED.clear()
+        _FORMATTED[key] = text
+    return text
+
+
+def _format_timestamp(value: datetime) -> str:
     offset = value.utcoffset()
     if offset is None:
         raise RuleError(f"is {value.isoformat()}, a naive datetime; give it a timezone, such as timezone.utc")
@@ -264,51 +284,125 @@ def parse_media_type(value: str) -> MediaType:
 # JSON (RFC 8259) ----------------------------------------------------------------------------------
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _is_flat(value: Any) -> bool:
+    """Return whether `value` is a JSON scalar, or a list or object of scalars and lists of scalars.
+
+    pydantic-core writes such values as the json module does, apart from the spelling of
+    some floats. Deeper values and other types go to the json module.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is dict:
+        members = value.values()
+    elif kind is list:
+        members = value
+    else:
+        return False
+    for member in members:
+        member_kind = type(member)
+        if member_kind in _SCALARS:
+            continue
+        if member_kind is not list or not set(map(type, member)) <= _SCALARS:
+            return False
+    return kind is list or all(type(key) is str for key in value)
+
+
+def has_non_finite(value: Any) -> bool:
+    """Return whether `value` contains a NaN or infinite float anywhere."""
+    return may_be_non_finite(value) and non_finite_path(value) is not None
+
+
+def may_be_non_finite(value: Any) -> bool:
+    """Return False when `value` has no NaN or infinity, and True when the caller should look closer.
+
+    The members of a dict or list are checked in place, lists of numbers by their sum,
+    which any NaN or infinity makes non-finite (a sum that overflows only costs a
+    closer look). Anything deeper goes to pydantic-core, which writes it in Rust with
+    non-finite floats as bare constants.
+    """
+    kind = type(value)
+    if kind is dict:
+        members: Any = value.values()
+    elif kind is list:
+        members = value
+    elif kind is float:
+        return value - value != 0.0
+    elif kind in _SCALARS:
+        return False
+    else:
+        return _written_non_finite(value)
+    for member in members:
+        member_kind = type(member)
+        if member_kind is float:
+            if member - member != 0.0:
+                return True
+        elif member_kind is list:
+            try:
+                total = sum(member, 0.0)
+            except (TypeError, OverflowError):
+                if _written_non_finite(member):
+                    return True
+                continue
+            if total - total != 0.0:
+                return True
+        elif member_kind not in _SCALARS and _written_non_finite(member):
+            return True
+    return False
+
+
+def _written_non_finite(value: Any) -> bool:
+    try:
+        written = to_json(value, inf_nan_mode="constants")
+    except (PydanticSerializationError, RecursionError, ValueError):
+        return True
+    return b"NaN" in written or b"Infinity" in written
+
+
+def loads_json(text: str | bytes) -> Any:
+    """Parse strict RFC 8259 JSON: no NaN or Infinity, no numbers that overflow, bounded nesting.
+
+    Raises RuleError for any problem, including nesting too deep for the parser.
+    pydantic-core's parser reads the text in Rust, several times faster than the json
+    module, and rejects NaN, Infinity and unpaired surrogate escapes itself. A number
+    beyond a float's range still comes back as an infinity, which the probe after it finds.
+    Text it rejects is parsed again by the json module.
+    """
+    try:
+        value = from_json(text, allow_inf_nan=False)
+    except ValueError:
+        value = _json_module_loads(text)
+    if may_be_non_finite(value):
+        path = non_finite_path(value)
+        if path is not None:
+            where = "at " + "".join(f"[{step!r}]" for step in path) if path else "given"
+            raise RuleError(f"the number {where} is too large for a 64-bit float; send a smaller value or a string")
+    return value
+
+
 def _reject_constant(name: str) -> Any:
     raise RuleError(f"{name} is not a JSON number; send finite numbers, or null for a missing value")
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise RuleError(f"the number {show(text, 40)} is too large for a 64-bit float; send a smaller value or a string")
-    return value
+_JSON_MODULE_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-# The fast decoder parses numbers in C; the checking one calls Python for every float, so it
-# runs only to name the number that overflowed.
-_FAST_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-_CHECKING_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
-# Raises ValueError on the first NaN or infinity, in C.
-_FINITE_PROBE = json.JSONEncoder(allow_nan=False, check_circular=False, default=str)
+def _json_module_loads(text: str | bytes) -> Any:
+    """Parse text that pydantic-core rejected with the json module, which names more problems.
 
-
-def has_non_finite(value: Any) -> bool:
-    """Return whether `value` (JSON types) contains a NaN or infinite float anywhere."""
-    try:
-        _FINITE_PROBE.encode(value)
-    except ValueError:
-        return True
-    return False
-
-
-# A number overflows a float only beyond 1e308, which takes an exponent of three digits or
-# a long run of digits. Text without either skips the check for infinities; a match inside
-# a string only costs that check.
-_MAYBE_HUGE = re.compile(r"[eE][+-]?[0-9]{3}|[0-9]{100}")
-
-
-def loads_json(text: str) -> Any:
-    """Parse strict RFC 8259 JSON: no NaN or Infinity, no numbers that overflow, bounded nesting.
-
-    Raises RuleError for any problem, including nesting too deep for the parser.
+    It also reads a few documents that pydantic-core refuses, such as strings with
+    unpaired surrogate escapes, which later checks then name precisely.
     """
+    if not isinstance(text, str):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise RuleError(f"it is not UTF-8 ({error})") from None
     try:
-        value = _FAST_DECODER.decode(text)
-        if _MAYBE_HUGE.search(text) and has_non_finite(value):
-            # Only a number too large for a float gets here: decode again to name it.
-            return _CHECKING_DECODER.decode(text)
-        return value
+        return _JSON_MODULE_DECODER.decode(text)
     except RuleError:
         raise
     except RecursionError:
@@ -327,7 +421,16 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 
 
 def dumps_json(value: Any) -> bytes:
-    """Write `value` as UTF-8 JSON, with datetimes as RFC 3339 strings, or raise RuleError."""
+    """Write `value` as UTF-8 JSON, with datetimes as RFC 3339 strings, or raise RuleError.
+
+    Flat values of JSON types, such as feature vectors and predictions, are written by
+    pydantic-core, which formats floats several times faster than the json module.
+    """
+    if _is_flat(value) and not may_be_non_finite(value):
+        try:
+            return to_json(value)
+        except PydanticSerializationError:
+            pass  # an unpaired surrogate, which the json module names below
     try:
         return _ENCODER.encode(value).encode("utf-8")
     except RecursionError:
@@ -497,11 +600,7 @@ def decode_data(body: bytes, content_type: str | None) -> Any:
         return bytes(body)
     media = parse_media_type(content_type)
     if media.is_json:
-        try:
-            text = bytes(body).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise RuleError(f"it is not UTF-8 ({error})") from None
-        return loads_json(text)
+        return loads_json(bytes(body))
     if media.essence.startswith("text/") and media.is_utf8:
         try:
             return bytes(body).decode("utf-8")

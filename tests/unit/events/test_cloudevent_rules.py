@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -129,6 +130,63 @@ def test_invalid_media_types_are_rejected(value):
 def test_non_finite_path_finds_nested_nan():
     assert rules.non_finite_path({"a": [1.0, {"b": float("nan")}]}) == ["a", 1, "b"]
     assert rules.non_finite_path({"a": [1.0, 2, "x", None]}) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "b": [1.5, -0.0, 1e-05, 123456789012345678901234567890], "c": {"d": null, "e": true}, "f": "\\u00e9"}',
+        '[[[[[[[[[[["deep"]]]]]]]]]]]',
+        '"\\ud800 alone"',  # an unpaired surrogate escape: pydantic-core refuses it, the json module reads it
+        "[" * 300 + "]" * 300,  # deeper than pydantic-core's limit, within the json module's
+        '{"a": 1, "a": 2}',
+    ],
+)
+def test_json_reads_like_json_module(text):
+    import json
+
+    assert rules.loads_json(text) == json.loads(text)
+    assert rules.loads_json(text.encode()) == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "mention"),
+    [
+        ('{"x": [1.0, 1e400]}', "the number at ['x'][1] is too large"),
+        ("1e999", "the number given is too large"),
+        ("[" + "9" * 400 + ".0]", "the number at [0] is too large"),
+        ('{"x": NaN}', "NaN is not a JSON number"),
+        ('{"x": 1', "not valid JSON"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+    ],
+)
+def test_unusable_json_is_named(text, mention):
+    with pytest.raises(RuleError, match=re.escape(mention)):
+        rules.loads_json(text)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"values": [0.1, 1e-05, 1e22, -0.0, 3], "name": "\u00e9\u2028", "ok": True, "none": None},
+        [1, 2.5, "x"],
+        {"big": 123456789012345678901234567890},
+        {"nested": {"at": datetime(2020, 1, 1, 0, 0, 30, tzinfo=timezone(timedelta(seconds=30)))}},
+        {"at": datetime(2020, 1, 1, tzinfo=timezone(timedelta(seconds=30)))},
+    ],
+)
+def test_json_writes_json_module_values(value):
+    import json
+
+    written = rules.dumps_json(value)
+    expected = json.loads(json.dumps(value, default=lambda moment: rules.format_timestamp(moment)))
+    assert json.loads(written) == expected
+
+
+def test_non_finite_probe_ignores_strings():
+    assert not rules.has_non_finite({"text": "NaN and Infinity", "values": [1.0, 2.0]})
+    assert rules.has_non_finite({"values": [1.0, float("-inf")]})
+    assert rules.has_non_finite([{"deep": [float("nan")]}])
 
 
 # Encoders ----------------------------------------------------------------------------------------

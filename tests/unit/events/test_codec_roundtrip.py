@@ -103,3 +103,13 @@ def test_http_batch_round_trip(events):
     assert len(decoded) == len(events)
     for event, original in zip(decoded, events):
         assert_same(event, original)
+
+
+def test_derived_ids_are_uuid5():
+    import uuid
+
+    from streamml.common.events import _ID_NAMESPACE, derived_id
+
+    for input_id in ("elec2-5", "\u00e9\u65e5\u672c", ""):
+        for stage in ("prediction", "features", "dead-letter/ingestion"):
+            assert derived_id(input_id, stage) == str(uuid.uuid5(_ID_NAMESPACE, f"{stage}\x00{input_id}"))
