@@ -7,6 +7,7 @@ Outputs carry deterministic CloudEvent ids, so replays can be deduplicated.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -96,7 +97,9 @@ class Emitter:
         config = settings.client_config() | {
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 5,
+            # `wait` does not flush (see there), so the last records of a batch wait this long before
+            # they are sent. In the benchmarks 1 ms cost less CPU than 0 and waited less than librdkafka's 5 ms default.
+            "linger.ms": 1,
             "compression.type": "lz4",
             # The Java client's partitioner, so keys land where Kafka Streams, faust and Knative put them.
             "partitioner": "murmur2_random",
@@ -169,9 +172,13 @@ class Emitter:
         return [future]
 
     def wait(self, futures: Sequence[Future], timeout_s: float = 30.0) -> None:
-        """Block until every future is acknowledged; raise DeliveryError on the first failure."""
+        """Block until every future is acknowledged; raise DeliveryError on the first failure.
+
+        The callback thread resolves the futures. `Producer.flush` is not called here because
+        it serves the same delivery reports: when the callback thread served them first, flush
+        kept waiting for its next internal poll, about 20 µs per record in batches of 500.
+        """
         deadline = time.monotonic() + timeout_s
-        self._producer.flush(timeout_s)
         for future in futures:
             remaining = max(0.0, deadline - time.monotonic())
             try:
@@ -257,6 +264,9 @@ class PullRunner:
             if self.before_batch is not None:
                 self.before_batch()
             self._wait_until_ready(stop)
+        # Modules, the model and the settings live as long as the process: moved out of the
+        # collector's generations, they are no longer traversed by every full collection.
+        gc.freeze()
         self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         logger.info("%s consuming %s", self.service, ", ".join(self.topics))
         try:
