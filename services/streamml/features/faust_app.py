@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ssl
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -94,6 +95,9 @@ class FeaturesAppSettings:
     processing_guarantee: str = "at_least_once"
     commit_interval_s: float = 1.0
     producer_linger_s: float = 0.005
+    # Maximum records per batch, and the longest wait to fill a batch.
+    batch_size: int = 500
+    batch_timeout_s: float = 0.02
     loglevel: str = "INFO"
     # Seconds between refreshes of the raw partitions' lag gauges; 0 turns them off.
     lag_interval_s: float = 5.0
@@ -119,6 +123,10 @@ class FeaturesAppSettings:
             )
         if self.commit_interval_s <= 0:
             raise ValueError(f"invalid commit_interval_s {self.commit_interval_s}: set a positive number of seconds")
+        if self.batch_size < 1:
+            raise ValueError(f"invalid batch_size {self.batch_size}: set 1 or more records")
+        if not 0 < self.batch_timeout_s <= 60:
+            raise ValueError(f"invalid batch_timeout_s {self.batch_timeout_s}: set it between 0 and 60 seconds")
         if not 0 <= self.producer_linger_s <= 1:
             raise ValueError(f"invalid producer_linger_s {self.producer_linger_s}: set it between 0 and 1 second")
         if self.lag_interval_s < 0:
@@ -156,9 +164,14 @@ class FeaturesProcessor:
     offset uncommitted.
     """
 
-    def __init__(self, app: faust.App, spec: PipelineSpec, store: faust.Table) -> None:
+    def __init__(
+        self, app: faust.App, spec: PipelineSpec, store: faust.Table, batch_size: int = 500, batch_timeout_s: float = 0.02
+    ) -> None:
         self.app = app
-        self.handler = FeaturesHandler(spec, store)
+        self.state = WriteBehind(store)
+        self.handler = FeaturesHandler(spec, self.state)
+        self.batch_size = batch_size
+        self.batch_timeout_s = batch_timeout_s
         self.dead_letter_topic = spec.topic("dead_letter")
         self.metrics = AdapterMetrics(SERVICE, "kafka")
         self.tracer = event_tracer()
@@ -173,23 +186,56 @@ class FeaturesProcessor:
         self.gaps = 0
 
     async def process(self, stream: faust.StreamT) -> None:
-        """Consume the raw topic until the worker stops; crash the app on an unexpected error."""
+        """Consume the raw topic in batches until the worker stops; crash the app on an unexpected error.
+
+        Each record of a batch gets one reference more than faust's own. The ack that faust
+        gives it after the batch therefore leaves its offset uncommittable, and the ack after
+        the broker acknowledged the batch's outputs makes it committable. A batch writes
+        each entity's state to the table once, which is one changelog record per
+        entity instead of one per record.
+        """
         self._keep_queue_on_resume(stream)
-        async for event in stream.noack().events():
-            message = event.message
-            origin = _Origin(message.topic, message.partition, message.offset)
-            self._check_gap(origin)
-            if self._skip_redelivery(event, origin):
-                continue
+        # What the worker built at start-up lives as long as it: out of the collector's generations,
+        # it is no longer traversed by every full collection.
+        gc.freeze()
+        async for events in stream.take_events(self.batch_size, within=self.batch_timeout_s):
             started = time.perf_counter()
+            batch: list[faust.EventT] = []
+            for event in events:
+                message = event.message
+                origin = _Origin(message.topic, message.partition, message.offset)
+                self._check_gap(origin)
+                if not self._skip_redelivery(event, origin):
+                    message.incref()
+                    batch.append(event)
+            if not batch:
+                continue
             try:
-                outputs, event_id, trace = self._outputs_for(message.key, message.value, list(message.headers or ()), origin)
+                outputs, owners, traces = self._outputs_of(batch)
+                # Stream._set_current_event is how faust itself marks the event a table write belongs to.
+                self.state.flush(stream._set_current_event)
             except Exception as error:
                 await self.app.crash(error)
                 return
             deliveries = [await self._send(output) for output in outputs]
-            self._ack_when_delivered(event, deliveries, origin, event_id, _Done(outputs, trace, started))
-            self.processed += 1
+            self._ack_when_delivered(batch, deliveries, _Done(outputs, owners, traces, started))
+            self.processed += len(batch)
+
+    def _outputs_of(self, batch: list[faust.EventT]) -> tuple[list[Output], list[tuple[_Origin, str | None]], list[BatchTrace]]:
+        """Handle a batch; return its outputs, the record and event id each output comes from, and the traces."""
+        outputs: list[Output] = []
+        owners: list[tuple[_Origin, str | None]] = []
+        traces: list[BatchTrace] = []
+        for event in batch:
+            message = event.message
+            origin = _Origin(message.topic, message.partition, message.offset)
+            self.state.event = event
+            produced, event_id, trace = self._outputs_for(message.key, message.value, list(message.headers or ()), origin)
+            outputs.extend(produced)
+            owners.extend([(origin, event_id)] * len(produced))
+            if trace is not None:
+                traces.append(trace)
+        return outputs, owners, traces
 
     def _keep_queue_on_resume(self, stream: faust.StreamT) -> None:
         """Stop faust from emptying this agent's queue whenever flow control resumes.
@@ -246,9 +292,9 @@ class FeaturesProcessor:
             )
         self.redelivered += 1
         original = self._in_flight.get(origin)
-        if original is None:
-            event.ack()
-        else:
+        if original is not None:
+            # faust acks this copy after the batch; the extra reference waits for the original's outputs.
+            event.message.incref()
             original.add_done_callback(partial(_ack_if_delivered, event))
         return True
 
@@ -308,45 +354,55 @@ class FeaturesProcessor:
             )
         return topic
 
-    def _ack_when_delivered(
-        self, event: faust.EventT, deliveries: list[Awaitable[Any]], origin: _Origin, event_id: str | None, done: _Done
-    ) -> None:
+    def _ack_when_delivered(self, batch: list[faust.EventT], deliveries: list[Awaitable[Any]], done: _Done) -> None:
         if not deliveries:
-            event.ack()
-            self._count_delivered(done)
+            self._ack(batch, done)
             return
         delivered = asyncio.gather(*deliveries)
-        self._in_flight[origin] = delivered
-        delivered.add_done_callback(partial(self._on_delivered, event, origin, event_id, done))
+        origins = [_Origin(event.message.topic, event.message.partition, event.message.offset) for event in batch]
+        for origin in origins:
+            self._in_flight[origin] = delivered
+        delivered.add_done_callback(partial(self._on_delivered, batch, origins, done, deliveries))
 
     def _on_delivered(
-        self, event: faust.EventT, origin: _Origin, event_id: str | None, done: _Done, delivered: asyncio.Future
+        self,
+        batch: list[faust.EventT],
+        origins: list[_Origin],
+        done: _Done,
+        deliveries: list[asyncio.Future],
+        delivered: asyncio.Future,
     ) -> None:
-        self._in_flight.pop(origin, None)
+        for origin in origins:
+            self._in_flight.pop(origin, None)
         error = asyncio.CancelledError() if delivered.cancelled() else delivered.exception()
         if error is None:
-            event.ack()
-            self._count_delivered(done)
+            self._ack(batch, done)
             return
-        if done.trace is not None:
-            done.trace.end(error)
+        for trace in done.traces:
+            trace.end(error)
         self.metrics.error("delivery")
+        failed = next((index for index, delivery in enumerate(deliveries)
+                       if delivery.done() and not delivery.cancelled() and delivery.exception() is not None), 0)
+        origin, event_id = done.owners[failed]
         logger.error(
-            "%s event %s: the broker did not acknowledge its outputs (%r); stopping the worker with "
-            "the offset uncommitted, so the record is processed again after a restart",
+            "%s event %s: the broker did not acknowledge its outputs (%r); stopping the worker with the offsets of "
+            "its batch of %d records uncommitted, so they are processed again after a restart",
             origin,
             event_id,
             error,
+            len(batch),
             extra=event_fields(origin.topic, origin.partition, origin.offset, event_id),
         )
         self.app.loop.create_task(self.app.crash(error))
 
-    def _count_delivered(self, done: _Done) -> None:
-        ingested: Sequence[float] = ()
-        if done.trace is not None:
-            done.trace.end()
-            ingested = done.trace.ingested_at
-        self.metrics.batch_done(1, done.outputs, done.started, ingested, self.dead_letter_topic, observe_batch=False)
+    def _ack(self, batch: list[faust.EventT], done: _Done) -> None:
+        for event in batch:
+            event.ack()
+        ingested: list[float] = []
+        for trace in done.traces:
+            trace.end()
+            ingested.extend(trace.ingested_at)
+        self.metrics.batch_done(len(batch), done.outputs, done.started, ingested, self.dead_letter_topic)
 
     async def refresh_lag(self) -> None:
         """Refresh the lag gauges of the raw partitions assigned to this worker."""
@@ -366,11 +422,62 @@ class FeaturesProcessor:
 
 
 class _Done(NamedTuple):
-    """Record state that the delivery callback finishes: the outputs, the trace and the processing start time."""
+    """Batch state that the delivery callback finishes: the outputs and the record each comes from, the traces and the processing start time."""
 
     outputs: list[Output]
-    trace: BatchTrace | None
+    owners: list[tuple[_Origin, str | None]]
+    traces: list[BatchTrace]
     started: float
+
+
+class WriteBehind(MutableMapping):
+    """The entity-state table behind a buffer that `flush` writes to it, one write per entity.
+
+    faust sends a changelog record for every write to a table, so a batch that updates
+    one entity many times would otherwise send its whole state once per record. faust
+    puts a changelog record in the partition of the event being processed, so each
+    buffered state keeps the event that wrote it, and `flush` makes that event current
+    again for its write.
+    """
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self.table = table
+        self.pending: dict[str, tuple[Any, Any]] = {}
+        #: The faust event whose record the handler is processing.
+        self.event: Any = None
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self.pending[key][0]
+        except KeyError:
+            return self.table[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self.pending[key][0]
+        except KeyError:
+            return self.table.get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.pending[key] = (value, self.event)
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError(f"deleting the state of entity {key!r} is not supported; the features handler only replaces it")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.keys() | self.pending.keys())
+
+    def __len__(self) -> int:
+        return len(self.table.keys() | self.pending.keys())
+
+    def flush(self, make_current: Callable[[Any], None]) -> None:
+        """Write every buffered state to the table, each with the event that wrote it made current."""
+        try:
+            for key, (value, event) in self.pending.items():
+                make_current(event)
+                self.table[key] = value
+        finally:
+            self.pending.clear()
 
 
 def _ack_if_delivered(event: faust.EventT, original: asyncio.Future) -> None:
@@ -431,7 +538,7 @@ def build_app(spec: PipelineSpec, settings: FeaturesAppSettings) -> faust.App:
         help="Per-entity feature state: window buffers and label history.",
     )
     raw = app.topic(spec.topic("raw"), key_serializer="raw", value_serializer="raw", internal=False)
-    processor = FeaturesProcessor(app, spec, table)
+    processor = FeaturesProcessor(app, spec, table, settings.batch_size, settings.batch_timeout_s)
     app.agent(raw, name=AGENT_NAME)(processor.process)
     app.timer(STATS_INTERVAL_S, name="features-stats")(processor.log_stats)
     if settings.lag_interval_s > 0:

@@ -46,7 +46,7 @@ class FeaturesHandler(EventHandler):
             raise InvalidEventError(
                 "invalid-data", f"event {record.event_id}: a window aggregate overflowed ({error}); check the input values' scale"
             ) from error
-        if not all(math.isfinite(value) for value in vector):
+        if not all(map(math.isfinite, vector)):
             raise InvalidEventError(
                 "invalid-data", f"event {record.event_id}: a window aggregate is not finite; check the input values' scale"
             )

@@ -56,6 +56,8 @@ def run_features(settings: FeaturesSettings, stop: threading.Event) -> int:
         processing_guarantee=settings.processing_guarantee,
         loglevel=settings.log_level,
         lag_interval_s=settings.consumer_lag_interval_ms / 1000,
+        batch_size=settings.batch_size,
+        batch_timeout_s=max(settings.batch_timeout_ms, 1) / 1000,
         credentials=broker_credentials(settings.kafka),
     )
     publish_build_info(SERVICE)
