@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="streamml-bench-"))
     base = stages.base_spec(REPOSITORY / "examples" / "elec2.yaml", MODEL_NAME)
-    figures: dict = {"machine": machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "mode": mode,
+    figures: dict = {"machine": machine(), "cpus": os.cpu_count(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "mode": mode,
                      "command": "python -m bench" + (" --quick" if args.quick else ""), "rate": args.rate}
     with LocalBroker(args.bootstrap_servers) as bootstrap:
         settings = KafkaSettings(bootstrap_servers=bootstrap)

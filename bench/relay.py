@@ -7,14 +7,19 @@ and no handler.
 
     python -m bench.relay --bootstrap-servers HOST:PORT --source IN [--source IN2] --target OUT --group G
 
-It runs until SIGTERM or SIGINT.
+It runs until SIGTERM or SIGINT, then prints one JSON line about its full batches, those of
+a backlog: their records, CPU seconds, and the seconds blocked in flush (waiting for
+acknowledgements) and in the synchronous offset commit.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import threading
+import time
+from dataclasses import asdict, dataclass
 
 from confluent_kafka import Consumer, Producer
 
@@ -22,15 +27,47 @@ from streamml.common.kafka import consumer_config
 from streamml.common.settings import KafkaSettings
 
 
-def relay(settings: KafkaSettings, sources: list[str], target: str, group: str, stop: threading.Event, batch_size: int = 500) -> int:
+@dataclass
+class RelayTimes:
+    """The time a relay spent on its full batches: records, CPU seconds, and seconds blocked on the brokers."""
+
+    records: int = 0
+    cpu_s: float = 0.0
+    flush_s: float = 0.0
+    commit_s: float = 0.0
+
+    def summary(self) -> str:
+        """Return the times as one JSON line, which `parse_summary` reads back."""
+        return json.dumps({"relay_times": asdict(self)})
+
+
+def parse_summary(text: str) -> RelayTimes | None:
+    """Return the times in a relay's output, or None when it printed none."""
+    for line in reversed(text.splitlines()):
+        if line.startswith('{"relay_times"'):
+            return RelayTimes(**json.loads(line)["relay_times"])
+    return None
+
+
+def relay(
+    settings: KafkaSettings,
+    sources: list[str],
+    target: str,
+    group: str,
+    stop: threading.Event,
+    batch_size: int = 500,
+    times: RelayTimes | None = None,
+) -> int:
     consumer = Consumer(consumer_config(settings, group))
     producer = Producer(settings.client_config() | {
-        "enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4", "partitioner": "murmur2_random",
+        "enable.idempotence": True, "acks": "all", "linger.ms": 1, "compression.type": "lz4", "partitioner": "murmur2_random",
     })
     consumer.subscribe(sources)
+    times = times if times is not None else RelayTimes()
     relayed = 0
     try:
         while not stop.is_set():
+            cpu_started = time.process_time()
             messages = consumer.consume(num_messages=batch_size, timeout=0.02)
             copied = 0
             for message in messages:
@@ -45,10 +82,18 @@ def relay(settings: KafkaSettings, sources: list[str], target: str, group: str, 
                 copied += 1
             if not copied:
                 continue
+            flushing = time.perf_counter()
             if producer.flush(30):
                 raise RuntimeError(f"records to {target} were not acknowledged within 30s")
+            committing = time.perf_counter()
             consumer.commit(asynchronous=False)
             relayed += copied
+            if len(messages) == batch_size:
+                # Full batches only: those of a backlog, which the throughput figures measure.
+                times.records += copied
+                times.cpu_s += time.process_time() - cpu_started
+                times.flush_s += committing - flushing
+                times.commit_s += time.perf_counter() - committing
     finally:
         consumer.close()
     return relayed
@@ -64,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    relay(KafkaSettings(bootstrap_servers=args.bootstrap_servers), args.source, args.target, args.group, stop)
+    times = RelayTimes()
+    relay(KafkaSettings(bootstrap_servers=args.bootstrap_servers), args.source, args.target, args.group, stop, times=times)
+    print(times.summary(), flush=True)
     return 0
 
 

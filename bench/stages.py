@@ -37,6 +37,7 @@ from bench.harness import (
     record_key,
     unique_name,
 )
+from bench.relay import parse_summary
 from bench.workload import Workload
 from streamml.common.settings import KafkaSettings
 from streamml.common.spec import PipelineSpec, load_spec
@@ -47,6 +48,8 @@ INPUT_ROLES = {"ingestion": ("input",), "features": ("raw",), "training": ("feat
 OUTPUT_ROLE = {"ingestion": "raw", "features": "features", "training": "models", "inference": "predictions"}
 # Hops from an input event to its prediction: ingestion, features, inference. Training is beside that path.
 PREDICTION_HOPS = 3
+# Rows the pipeline passes before its backlog: inference serves only once training published a model.
+PIPELINE_WARM_UP_ROWS = 200
 WAIT_S = 300.0
 
 
@@ -128,16 +131,34 @@ class Run:
     outputs_per_row: int = 1
     decode: Callable = data_key
     key_of: Callable[[CloudEvent], str] = record_key
+    #: Rows sent through the started processes before the backlog, which then counts only the rows after them.
+    warm_up_rows: int = 0
 
 
 def measure(setup: Setup, roles: Sequence[str], run: Run) -> tuple[Figures, list[Stamped]]:
-    """Drain a backlog, then offer paced rows; return the figures and every output record."""
-    produce(setup.settings, [(run.topics[role], event) for role, event in setup.rows(roles, 0, setup.drain_rows)])
+    """Drain a backlog, then offer paced rows; return the figures and every output record.
+
+    Without warm-up rows the backlog waits on the input topics before the processes start.
+    With them, the processes first pass the warm-up rows through, and only then is the rest
+    of the backlog produced. A stage that waits for another at start-up, as inference waits
+    for its first model, then meets no queue that its upstream built up meanwhile.
+    """
+    warm = run.warm_up_rows
+    backlog = setup.rows(roles, 0, setup.drain_rows)
+    if not warm:
+        produce(setup.settings, [(run.topics[role], event) for role, event in backlog])
     collector = Collector(setup.settings, run.output_topic, run.decode)
     processes = run.start()
     try:
+        drained = []
+        if warm:
+            warm_rows = backlog[: warm * len(roles)]
+            produce(setup.settings, [(run.topics[role], event) for role, event in warm_rows])
+            collector.wait_for(warm * run.outputs_per_row, WAIT_S, processes.check)
+            produce(setup.settings, [(run.topics[role], event) for role, event in backlog[warm * len(roles):]])
         drained = collector.wait_for(setup.drain_rows * run.outputs_per_row, WAIT_S, processes.check)
-        rate = drain_rate(drained) / run.outputs_per_row
+        warm_keys = {run.key_of(event) for _, event in backlog[: warm * len(roles)]}
+        rate = drain_rate([record for record in drained if record.key not in warm_keys]) / run.outputs_per_row
         paced = setup.rows(roles, setup.drain_rows, setup.drain_rows + setup.paced_rows)
         stamps = produce(setup.settings, [(run.topics[role], event) for role, event in paced],
                          rate=setup.rate * len(roles), key_of=run.key_of)
@@ -182,7 +203,7 @@ def start_relays(setup: Setup, hops: Sequence[tuple[Sequence[str], str]], log_di
     return start
 
 
-def measure_relay(setup: Setup, roles: Sequence[str], hops: int = 1) -> dict[str, object]:
+def measure_relay(setup: Setup, roles: Sequence[str], hops: int = 1, warm_up_rows: int = 0) -> dict[str, object]:
     """Bare relays over the same records as a service (one hop) or the prediction path (chained)."""
     _, spec = setup.new_spec(f"relay{hops}")
     targets = [f"{spec.topic('input')}.relay-{index}" for index in range(hops)]
@@ -195,9 +216,23 @@ def measure_relay(setup: Setup, roles: Sequence[str], hops: int = 1) -> dict[str
         outputs_per_row=len(roles),
         decode=header_id,
         key_of=lambda event: event.get_id(),
+        warm_up_rows=warm_up_rows,
     )
     figures, _ = measure(setup, roles, run)
-    return figures.as_dict() | {"hops": hops}
+    return figures.as_dict() | {"hops": hops, "time_us_per_record": relay_times(setup.folder / spec.name, hops)}
+
+
+def relay_times(log_dir: Path, hops: int) -> dict[str, float]:
+    """Return the relays' CPU and blocked microseconds per record in full batches, summed over the hops."""
+    totals = {"cpu": 0.0, "flush": 0.0, "commit": 0.0}
+    for index in range(hops):
+        times = parse_summary((log_dir / f"relay-{index}.log").read_text(errors="replace"))
+        if times is None or not times.records:
+            raise RuntimeError(f"relay {index} reported no full batches; see {log_dir / f'relay-{index}.log'}")
+        totals["cpu"] += times.cpu_s / times.records * 1e6
+        totals["flush"] += times.flush_s / times.records * 1e6
+        totals["commit"] += times.commit_s / times.records * 1e6
+    return {name: round(value, 1) for name, value in totals.items()}
 
 
 def measure_service(setup: Setup, service: str) -> dict[str, object]:
@@ -261,10 +296,13 @@ def measure_pipeline(setup: Setup) -> dict[str, object]:
     """Measure the four services as OS processes: input events in, predictions out, and the served accuracy."""
     spec_path, spec = setup.new_spec("e2e")
     run = Run({"input": spec.topic("input")}, spec.topic("predictions"),
-              start_services(setup, spec_path, ["ingestion", "features", "training", "inference"]))
+              start_services(setup, spec_path, ["ingestion", "features", "training", "inference"]),
+              warm_up_rows=PIPELINE_WARM_UP_ROWS)
     figures, outputs = measure(setup, ("input",), run)
     correct = sum(setup.workload.truth[record.key] == json.loads(record.value)["label"] for record in outputs)
-    return figures.as_dict() | {"predictions": len(outputs), "served_accuracy": round(correct / len(outputs), 4)}
+    return figures.as_dict() | {
+        "predictions": len(outputs), "served_accuracy": round(correct / len(outputs), 4), "warm_up_rows": PIPELINE_WARM_UP_ROWS,
+    }
 
 
 def base_spec(source: Path, model_name: str) -> dict:

@@ -37,6 +37,15 @@ def check_figures(figures: dict, paced_rows: int) -> None:
 def test_relay_copies_every_record(setup):
     figures = stages.measure_relay(setup, ("features", "labels"))
     check_figures(figures, 2 * setup.paced_rows)
+    times = figures["time_us_per_record"]
+    assert times["cpu"] > 0
+    assert times["flush"] > 0
+    assert times["commit"] > 0
+
+
+def test_warm_up_rows_precede_backlog(setup):
+    figures = stages.measure_relay(setup, ("input",), warm_up_rows=100)
+    check_figures(figures, setup.paced_rows)
 
 
 def test_relay_chain_spans_three_hops(setup):
