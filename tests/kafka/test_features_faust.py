@@ -387,6 +387,7 @@ def test_worker_emits_features_labels_dead_letters(make_pipeline, start_worker, 
     assert junk.data["original_headers"] == {"origin": "tests"}
 
     assert worker.stop() == 0, worker.log_tail()
+    assert f"features stopped after {len(positions)} records (2 dead-lettered)" in worker.log(), worker.log_tail()
     ends = [max(offset + 1 for part, offset in positions if part == partition) for partition in range(RAW_PARTITIONS)]
     assert _committed(bootstrap_servers, pipeline.app_id, pipeline.raw, RAW_PARTITIONS) == ends
 

@@ -198,6 +198,12 @@ class FeaturesProcessor:
         # What the worker built at start-up lives as long as it: out of the collector's generations,
         # it is no longer traversed by every full collection.
         gc.freeze()
+        try:
+            await self._process_batches(stream)
+        finally:
+            logger.info("%s stopped after %d records (%d dead-lettered)", SERVICE, self.processed, self.dead_lettered)
+
+    async def _process_batches(self, stream: faust.StreamT) -> None:
         async for events in stream.take_events(self.batch_size, within=self.batch_timeout_s):
             started = time.perf_counter()
             batch: list[faust.EventT] = []
