@@ -35,7 +35,7 @@ def _bounds(figures: dict) -> list[str]:
     return [
         f"- **Inference and ingestion**: on the inference records the relay takes {relay_us:.0f} µs per record. By its",
         f"  own clock, in the full batches of a backlog, it spends {split.get('cpu', 0.0):.1f} µs of CPU per record (consume,",
-        f"  produce, delivery reports) and is blocked on the broker for {blocked:.1f} µs: {split.get('flush', 0.0):.1f} µs in flush,",
+        f"  produce, delivery reports). It is blocked on the broker for {blocked:.1f} µs: {split.get('flush', 0.0):.1f} µs in flush,",
         f"  waiting for acknowledgements, and {split.get('commit', 0.0):.1f} µs in the synchronous offset commit. A service runs the",
         "  same delivery rule, so it is blocked as long and adds its handler time: service / relay is about",
         f"  relay / (relay + handler). For inference that estimate is {estimate:.2f}; measured"
@@ -45,7 +45,7 @@ def _bounds(figures: dict) -> list[str]:
         "  takes well under a microsecond per row in a batch. A ratio of 0.7 would need the handler below",
         f"  {0.43 * relay_us:.0f} µs per event.",
         f"- **Features**: the handler takes {features['handler_us_per_event']:.0f} µs per event (two output events and",
-        f"  the window update); faust adds about {faust_us:.0f} µs: its agent and stream machinery on asyncio,",
+        f"  the window update). The faust worker adds about {faust_us:.0f} µs: its agent and stream machinery on asyncio,",
         "  aiokafka's sends, and the fetches of its consumer thread, which shares the interpreter lock with",
         "  the handler. A batch writes each entity's state to the table once, so the changelog gets one",
         "  record per entity per batch.",

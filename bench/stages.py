@@ -143,25 +143,26 @@ def measure(setup: Setup, roles: Sequence[str], run: Run) -> tuple[Figures, list
     of the backlog produced. A stage that waits for another at start-up, as inference waits
     for its first model, then meets no queue that its upstream built up meanwhile.
     """
+    def records(rows: list[tuple[str, CloudEvent]]) -> list[tuple[str, CloudEvent]]:
+        return [(run.topics[role], event) for role, event in rows]
+
     warm = run.warm_up_rows
     backlog = setup.rows(roles, 0, setup.drain_rows)
+    warm_rows, rest = backlog[: warm * len(roles)], backlog[warm * len(roles):]
     if not warm:
-        produce(setup.settings, [(run.topics[role], event) for role, event in backlog])
+        produce(setup.settings, records(backlog))
     collector = Collector(setup.settings, run.output_topic, run.decode)
     processes = run.start()
     try:
-        drained = []
         if warm:
-            warm_rows = backlog[: warm * len(roles)]
-            produce(setup.settings, [(run.topics[role], event) for role, event in warm_rows])
+            produce(setup.settings, records(warm_rows))
             collector.wait_for(warm * run.outputs_per_row, WAIT_S, processes.check)
-            produce(setup.settings, [(run.topics[role], event) for role, event in backlog[warm * len(roles):]])
+            produce(setup.settings, records(rest))
         drained = collector.wait_for(setup.drain_rows * run.outputs_per_row, WAIT_S, processes.check)
-        warm_keys = {run.key_of(event) for _, event in backlog[: warm * len(roles)]}
+        warm_keys = {run.key_of(event) for _, event in warm_rows}
         rate = drain_rate([record for record in drained if record.key not in warm_keys]) / run.outputs_per_row
         paced = setup.rows(roles, setup.drain_rows, setup.drain_rows + setup.paced_rows)
-        stamps = produce(setup.settings, [(run.topics[role], event) for role, event in paced],
-                         rate=setup.rate * len(roles), key_of=run.key_of)
+        stamps = produce(setup.settings, records(paced), rate=setup.rate * len(roles), key_of=run.key_of)
         total = (setup.drain_rows + setup.paced_rows) * run.outputs_per_row
         everything = collector.wait_for(total, WAIT_S, processes.check)
         rss = processes.rss()

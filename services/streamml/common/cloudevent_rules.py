@@ -313,7 +313,15 @@ def _is_flat(value: Any) -> bool:
 
 def has_non_finite(value: Any) -> bool:
     """Return whether `value` contains a NaN or infinite float anywhere."""
-    return may_be_non_finite(value) and non_finite_path(value) is not None
+    return find_non_finite(value) is not None
+
+
+def find_non_finite(value: Any) -> list[Any] | None:
+    """Return the path of the first NaN or infinite float inside `value`, or None when there is none.
+
+    The quick probe runs first, and the walk that builds the path runs only when the probe may have found one.
+    """
+    return non_finite_path(value) if may_be_non_finite(value) else None
 
 
 def may_be_non_finite(value: Any) -> bool:
@@ -375,11 +383,10 @@ def loads_json(text: str | bytes) -> Any:
         value = from_json(text, allow_inf_nan=False)
     except ValueError:
         value = _json_module_loads(text)
-    if may_be_non_finite(value):
-        path = non_finite_path(value)
-        if path is not None:
-            where = "at " + "".join(f"[{step!r}]" for step in path) if path else "given"
-            raise RuleError(f"the number {where} is too large for a 64-bit float; send a smaller value or a string")
+    path = find_non_finite(value)
+    if path is not None:
+        where = "at " + "".join(f"[{step!r}]" for step in path) if path else "given"
+        raise RuleError(f"the number {where} is too large for a 64-bit float; send a smaller value or a string")
     return value
 
 

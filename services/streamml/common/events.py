@@ -101,8 +101,7 @@ def new_event(
     _check_attributes(attributes, where, _JSON_NAMES)
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
     try:
-        # The probe runs in Rust; the walk that names the bad value runs only when it may find one.
-        path = rules.non_finite_path(payload) if rules.may_be_non_finite(payload) else None
+        path = rules.find_non_finite(payload)
     except RecursionError:
         raise InvalidEventError("invalid-data", f"{where}: data is nested too deeply; flatten it") from None
     if path is not None:

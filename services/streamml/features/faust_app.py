@@ -207,6 +207,7 @@ class FeaturesProcessor:
         async for events in stream.take_events(self.batch_size, within=self.batch_timeout_s):
             started = time.perf_counter()
             batch: list[faust.EventT] = []
+            origins: list[_Origin] = []
             for event in events:
                 message = event.message
                 origin = _Origin(message.topic, message.partition, message.offset)
@@ -214,27 +215,29 @@ class FeaturesProcessor:
                 if not self._skip_redelivery(event, origin):
                     message.incref()
                     batch.append(event)
+                    origins.append(origin)
             if not batch:
                 continue
             try:
-                outputs, owners, traces = self._outputs_of(batch)
+                outputs, owners, traces = self._outputs_of(batch, origins)
                 # Stream._set_current_event is how faust itself marks the event a table write belongs to.
                 self.state.flush(stream._set_current_event)
             except Exception as error:
                 await self.app.crash(error)
                 return
             deliveries = [await self._send(output) for output in outputs]
-            self._ack_when_delivered(batch, deliveries, _Done(outputs, owners, traces, started))
+            self._ack_when_delivered(batch, origins, deliveries, _Done(outputs, owners, traces, started))
             self.processed += len(batch)
 
-    def _outputs_of(self, batch: list[faust.EventT]) -> tuple[list[Output], list[tuple[_Origin, str | None]], list[BatchTrace]]:
+    def _outputs_of(
+        self, batch: list[faust.EventT], origins: list[_Origin]
+    ) -> tuple[list[Output], list[tuple[_Origin, str | None]], list[BatchTrace]]:
         """Handle a batch; return its outputs, the record and event id each output comes from, and the traces."""
         outputs: list[Output] = []
         owners: list[tuple[_Origin, str | None]] = []
         traces: list[BatchTrace] = []
-        for event in batch:
+        for event, origin in zip(batch, origins):
             message = event.message
-            origin = _Origin(message.topic, message.partition, message.offset)
             self.state.event = event
             produced, event_id, trace = self._outputs_for(message.key, message.value, list(message.headers or ()), origin)
             outputs.extend(produced)
@@ -360,12 +363,13 @@ class FeaturesProcessor:
             )
         return topic
 
-    def _ack_when_delivered(self, batch: list[faust.EventT], deliveries: list[Awaitable[Any]], done: _Done) -> None:
+    def _ack_when_delivered(
+        self, batch: list[faust.EventT], origins: list[_Origin], deliveries: list[Awaitable[Any]], done: _Done
+    ) -> None:
         if not deliveries:
             self._ack(batch, done)
             return
         delivered = asyncio.gather(*deliveries)
-        origins = [_Origin(event.message.topic, event.message.partition, event.message.offset) for event in batch]
         for origin in origins:
             self._in_flight[origin] = delivered
         delivered.add_done_callback(partial(self._on_delivered, batch, origins, done, deliveries))

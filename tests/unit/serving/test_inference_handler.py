@@ -6,7 +6,7 @@ import pytest
 
 from streamml.common.errors import InvalidEventError, RetriableError
 from streamml.common.events import new_event
-from streamml.common.payloads import FEATURES_TYPE, MODEL_TYPE, FeatureVector, ModelArtifact
+from streamml.common.payloads import FEATURES_TYPE, MODEL_TYPE, FeatureVector, ModelArtifact, Prediction
 from streamml.inference.handler import InferenceHandler
 from streamml.training.handler import TrainingHandler
 
@@ -52,6 +52,8 @@ def test_predicts_batch_with_model_version(elec2_spec, trained):
         assert data["model_version"] == 0
         assert data["label"] in ("DOWN", "UP")
         assert sum(data["scores"]) == pytest.approx(1.0, abs=1e-5)
+        # The handler writes the payload as a dict, so it must still be a valid Prediction, field for field.
+        assert Prediction.model_validate(data).model_dump(mode="json") == data
 
 
 def test_bad_vector_does_not_fail_neighbours(elec2_spec, trained):
