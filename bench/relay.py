@@ -9,7 +9,8 @@ and no handler.
 
 It runs until SIGTERM or SIGINT, then prints one JSON line about its full batches, those of
 a backlog: their records, CPU seconds, and the seconds blocked in flush (waiting for
-acknowledgements) and in the synchronous offset commit.
+acknowledgements) and in the synchronous offset commit. A relay that never met a full
+batch, such as a later hop of a short chain, reports all its batches instead.
 """
 
 from __future__ import annotations
@@ -29,12 +30,20 @@ from streamml.common.settings import KafkaSettings
 
 @dataclass
 class RelayTimes:
-    """The time a relay spent on its full batches: records, CPU seconds, and seconds blocked on the brokers."""
+    """The time a relay spent on its batches: records, CPU seconds, and seconds blocked on the brokers."""
 
     records: int = 0
     cpu_s: float = 0.0
     flush_s: float = 0.0
     commit_s: float = 0.0
+    #: Which batches these are: "full" (those of a backlog) or "all".
+    batches: str = "full"
+
+    def add(self, records: int, cpu_s: float, flush_s: float, commit_s: float) -> None:
+        self.records += records
+        self.cpu_s += cpu_s
+        self.flush_s += flush_s
+        self.commit_s += commit_s
 
     def summary(self) -> str:
         """Return the times as one JSON line, which `parse_summary` reads back."""
@@ -57,13 +66,16 @@ def relay(
     stop: threading.Event,
     batch_size: int = 500,
     times: RelayTimes | None = None,
+    every: RelayTimes | None = None,
 ) -> int:
+    """Relay until `stop` is set; return the records copied. `times` gets the full batches, `every` all of them."""
     consumer = Consumer(consumer_config(settings, group))
     producer = Producer(settings.client_config() | {
         "enable.idempotence": True, "acks": "all", "linger.ms": 1, "compression.type": "lz4", "partitioner": "murmur2_random",
     })
     consumer.subscribe(sources)
     times = times if times is not None else RelayTimes()
+    every = every if every is not None else RelayTimes(batches="all")
     relayed = 0
     try:
         while not stop.is_set():
@@ -88,12 +100,11 @@ def relay(
             committing = time.perf_counter()
             consumer.commit(asynchronous=False)
             relayed += copied
+            spent = (copied, time.process_time() - cpu_started, committing - flushing, time.perf_counter() - committing)
+            every.add(*spent)
             if len(messages) == batch_size:
-                # Full batches only: those of a backlog, which the throughput figures measure.
-                times.records += copied
-                times.cpu_s += time.process_time() - cpu_started
-                times.flush_s += committing - flushing
-                times.commit_s += time.perf_counter() - committing
+                # Full batches: those of a backlog, which the throughput figures measure.
+                times.add(*spent)
     finally:
         consumer.close()
     return relayed
@@ -109,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    times = RelayTimes()
-    relay(KafkaSettings(bootstrap_servers=args.bootstrap_servers), args.source, args.target, args.group, stop, times=times)
-    print(times.summary(), flush=True)
+    times, every = RelayTimes(), RelayTimes(batches="all")
+    relay(KafkaSettings(bootstrap_servers=args.bootstrap_servers), args.source, args.target, args.group, stop, times=times, every=every)
+    print((times if times.records else every).summary(), flush=True)
     return 0
 
 

@@ -40,8 +40,8 @@ def _bounds(figures: dict) -> list[str]:
         "  same delivery rule, so it is blocked as long and adds its handler time: service / relay is about",
         f"  relay / (relay + handler). For inference that estimate is {estimate:.2f}; measured"
         f" {inference['events_per_s'] / relay['events_per_s']:.2f}.",
-        "  The handler time is the CloudEvents codec (header decoding and attribute checks, the JSON data,",
-        "  pydantic validation of the payload, building and encoding the output event); the model itself",
+        "  The handler time is the CloudEvents codec (header decoding and attribute checks, validating the",
+        "  JSON data into the payload model, building and encoding the output event); the model itself",
         "  takes well under a microsecond per row in a batch. A ratio of 0.7 would need the handler below",
         f"  {0.43 * relay_us:.0f} µs per event.",
         f"- **Features**: the handler takes {features['handler_us_per_event']:.0f} µs per event (two output events and",

@@ -128,9 +128,28 @@ def parse_timestamp(text: str) -> datetime:
         raise RuleError(f"is {show(text)}, whose UTC offset is out of range (at most 23:59); {_TIMESTAMP_FIX}")
     try:
         # The pattern admits only RFC 3339 forms. fromisoformat reads all of them except leap seconds.
-        return datetime.fromisoformat(text.upper())
+        value = datetime.fromisoformat(text.upper())
     except ValueError:
         return _parse_timestamp_fields(text)
+    if _is_canonical(text, value):
+        _remember_format(value, text)
+    return value
+
+
+def _is_canonical(text: str, value: datetime) -> bool:
+    """Return whether `format_timestamp(value)` writes `text`, for text that matched the RFC 3339 pattern.
+
+    That is: an upper-case T, no fraction or one of exactly six digits that are not all
+    zero, and `Z` for a zero offset.
+    """
+    if text[10] != "T":
+        return False
+    zone = text[19:]
+    if text[19] == ".":
+        zone = text[26:]
+        if not value.microsecond or zone[:1] not in ("Z", "+", "-"):
+            return False
+    return zone == "Z" or (zone[:1] in ("+", "-") and zone[1:] != "00:00")
 
 
 def _parse_timestamp_fields(text: str) -> datetime:
@@ -156,9 +175,10 @@ def _parse_timestamp_fields(text: str) -> datetime:
         raise RuleError(f"is {show(text)}, which is not a real date and time ({error}); {_TIMESTAMP_FIX}") from None
 
 
-# Formatted timestamps by (datetime, tzinfo): equal datetimes are the same instant, and with
-# equal time zones they have the same text. An event's time is often written twice, in its
-# data and in its `time` attribute.
+# Formatted timestamps by (datetime, UTC offset): equal datetimes are the same instant, and
+# with equal offsets they have the same text. An event's time is often written twice, in its
+# data and in its `time` attribute, and a service often writes the time it has just read:
+# `parse_timestamp` keeps text that is already in this form.
 _FORMATTED: dict[tuple[datetime, Any], str] = {}
 _FORMATTED_LIMIT = 4096
 
@@ -168,14 +188,17 @@ def format_timestamp(value: datetime) -> str:
 
     Offsets with seconds, which RFC 3339 cannot express, are converted to UTC.
     """
-    key = (value, value.tzinfo)
-    text = _FORMATTED.get(key)
+    text = _FORMATTED.get((value, value.utcoffset()))
     if text is None:
         text = _format_timestamp(value)
-        if len(_FORMATTED) >= _FORMATTED_LIMIT:
-            _FORMATTED.clear()
-        _FORMATTED[key] = text
+        _remember_format(value, text)
     return text
+
+
+def _remember_format(value: datetime, text: str) -> None:
+    if len(_FORMATTED) >= _FORMATTED_LIMIT:
+        _FORMATTED.clear()
+    _FORMATTED[(value, value.utcoffset())] = text
 
 
 def _format_timestamp(value: datetime) -> str:

@@ -77,12 +77,18 @@ def new_event(
     id: str | None = None,
     dataschema: str | None = None,
     extensions: Mapping[str, str] | None = None,
+    encoded: bytes | None = None,
 ) -> CloudEvent:
     """Build a CloudEvent with JSON data and the entity as `subject` and `partitionkey`.
 
     Raises InvalidEventError when an attribute breaks the spec (an empty or
     control-character subject, a naive time, a bad extension name) or the data
     contains NaN or an infinity, which JSON cannot carry.
+
+    `encoded` is `data` already written as JSON by a caller that made sure it holds
+    only finite numbers and does not change it afterwards. The data is then not
+    searched for NaN, and the Kafka and HTTP encoders send these bytes instead of
+    writing the data again; data replaced with `event._data = ...` is written anew.
     """
     attributes: dict[str, Any] = {
         "specversion": rules.SPECVERSION,
@@ -100,6 +106,10 @@ def new_event(
     where = _NewEvent(type, attributes["id"])
     _check_attributes(attributes, where, _JSON_NAMES)
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    if encoded is not None:
+        event = _build(attributes, payload)
+        event._streamml_json = (payload, encoded)  # type: ignore[attr-defined]
+        return event
     try:
         path = rules.find_non_finite(payload)
     except RecursionError:
@@ -180,6 +190,19 @@ def describe_validation(event_id: str, error: ValidationError) -> str:
     return f"event {event_id}: invalid data: " + "; ".join(parts)
 
 
+def describe_json_validation(event_id: str, error: ValidationError) -> str:
+    """Render a pydantic error from validating JSON bytes, naming data that is not JSON or not an object as `data_object` does."""
+    for item in error.errors():
+        if item["type"] == "json_invalid":
+            return (
+                f"event {event_id}: data is not usable because it is not valid JSON ({item['msg']}); "
+                f"send a JSON object with datacontenttype {JSON}"
+            )
+        if item["type"] == "model_type" and not item["loc"]:
+            return f"event {event_id}: data must be a JSON object, got {rules.json_kind(item.get('input'))}"
+    return describe_validation(event_id, error)
+
+
 # Attributes --------------------------------------------------------------------------------------
 
 
@@ -199,6 +222,10 @@ _CHECKED: dict[tuple[str, str], Any] = {}
 _CHECKED_LIMIT = 4096
 # Attributes whose values differ on every event, which the cache would only fill.
 _UNCACHED = frozenset({"id", "time", "traceparent", "tracestate", "streammlingesttime"})
+# Names that passed `is_attribute_name`, so each name is matched once. Names are few; the limit
+# only guards against a stream that invents a new extension name per event.
+_NAMES_OK: set[str] = set()
+_NAMES_LIMIT = 1024
 
 
 def _check_attributes(attributes: dict[str, Any], where: str, names: str, only: Iterable[str] | None = None) -> None:
@@ -218,10 +245,14 @@ def _check_attributes(attributes: dict[str, Any], where: str, names: str, only: 
         cacheable = type(value) is str and name not in _UNCACHED
         if cacheable and (name, value) in _CHECKED:
             continue
-        if not rules.is_attribute_name(name):
-            raise _invalid(where, f"{_label(names, name)} has an invalid name: {rules.name_fix(name)}")
-        if name == "data":
-            raise _invalid(where, f"{_label(names, name)} is reserved for the event payload; give the extension another name")
+        if name not in _NAMES_OK:
+            if not rules.is_attribute_name(name):
+                raise _invalid(where, f"{_label(names, name)} has an invalid name: {rules.name_fix(name)}")
+            if name == "data":
+                raise _invalid(where, f"{_label(names, name)} is reserved for the event payload; give the extension another name")
+            if len(_NAMES_OK) >= _NAMES_LIMIT:
+                _NAMES_OK.clear()
+            _NAMES_OK.add(name)
         try:
             attributes[name] = rules.check_attribute(name, value)
         except RuleError as error:
@@ -250,6 +281,10 @@ def _build(attributes: dict[str, Any], data: Any) -> CloudEvent:
 
 
 def _data_bytes(event: CloudEvent) -> tuple[str | None, bytes]:
+    written = event.__dict__.get("_streamml_json")
+    if written is not None and written[0] is event.get_data():
+        # Written by `new_event(encoded=...)`, whose content type is JSON.
+        return event.get_datacontenttype(), written[1]
     try:
         return rules.encode_data(event.get_data(), event.get_datacontenttype())
     except RuleError as error:
@@ -394,12 +429,18 @@ def from_kafka(
     key: bytes | None,
     value: bytes | None,
     headers: Iterable[tuple[str, bytes | None]] | None,
-    where: str = "record",
+    where: object = "record",
+    json_as_bytes: bool = False,
 ) -> CloudEvent:
     """Decode a Kafka record in binary or structured mode, or raise InvalidEventError.
 
-    `where` names the record in errors, for example `topic[0]@42`. The key is not
-    read: the event is what the value and headers carry (Kafka binding §3.1).
+    `where` names the record in errors, for example `topic[0]@42`; it is written with
+    `str` only for an error. The key is not read: the event is what the value and
+    headers carry (Kafka binding §3.1).
+
+    With `json_as_bytes`, binary-mode data of a JSON content type stays the bytes of
+    the value, unparsed and unchecked, for a handler that validates it in one step
+    (see `EventHandler.parses_json_data`).
     """
     if value is None:
         raise _invalid(where, "tombstone (null value) is not an event; produce CloudEvents with a value")
@@ -424,7 +465,7 @@ def from_kafka(
         name, raw = header
         if not isinstance(name, str):
             continue
-        if name.startswith("ce_") and rules.is_attribute_name(attribute := name[3:]):
+        if name.startswith("ce_") and ((attribute := name[3:]) in _NAMES_OK or rules.is_attribute_name(attribute)):
             if attribute in attributes:
                 raise _invalid(where, f"header {rules.clip(name)} appears twice; send each attribute once")
             try:
@@ -445,7 +486,9 @@ def from_kafka(
             f"no ce_specversion header and no content-type {STRUCTURED}; "
             "produce CloudEvents in binary mode (ce_ headers) or structured mode",
         )
-    event = _binary_event(attributes, content_type, value, where, _KAFKA_NAMES, [attribute for attribute, _ in fresh if attribute])
+    event = _binary_event(
+        attributes, content_type, value, where, _KAFKA_NAMES, [attribute for attribute, _ in fresh if attribute], json_as_bytes
+    )
     _remember_headers(fresh, attributes, content_type)
     return event
 
@@ -470,6 +513,7 @@ def _binary_event(
     where: str,
     names: str,
     only: Iterable[str] | None = None,
+    json_as_bytes: bool = False,
 ) -> CloudEvent:
     for reserved in ("datacontenttype", "data"):
         if reserved in attributes:
@@ -479,6 +523,8 @@ def _binary_event(
         if only is not None:
             only = [*only, "datacontenttype"]
     _check_attributes(attributes, where, names, only)
+    if json_as_bytes and body and content_type is not None and rules.parse_media_type(content_type).is_json:
+        return _build(attributes, bytes(body))
     return _build(attributes, _read_data(body, content_type, where))
 
 

@@ -7,7 +7,6 @@ Outputs carry deterministic CloudEvent ids, so replays can be deduplicated.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import threading
@@ -26,6 +25,7 @@ from streamml.common.events import KafkaHeaders, Output, from_kafka, header_even
 from streamml.common.handler import EventHandler
 from streamml.common.logs import event_fields
 from streamml.common.metrics import AdapterMetrics, set_partition_lags
+from streamml.common.process import settle_heap
 from streamml.common.settings import KafkaSettings
 from streamml.common.tracing import BatchTrace, Origin, event_tracer
 
@@ -34,6 +34,36 @@ logger = logging.getLogger(__name__)
 
 def where(message: Message) -> str:
     return f"{message.topic()}[{message.partition()}]@{message.offset()}"
+
+
+class RecordPosition:
+    """Names a record as `topic[partition]@offset` in error messages; the text is built only for an error."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+    def __str__(self) -> str:
+        return where(self.message)
+
+
+class _Origins(Sequence[Origin]):
+    """The origins of a batch's records, each built only when a tracer reads it, so a tracer that records no spans builds none."""
+
+    __slots__ = ("messages",)
+
+    def __init__(self, messages: Sequence[Message]) -> None:
+        self.messages = messages
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[position] for position in range(*index.indices(len(self)))]
+        message = self.messages[index]
+        return Origin(message.topic(), message.partition(), message.offset())
 
 
 def message_fields(message: Message, event_id: str | None = None) -> dict[str, Any]:
@@ -264,9 +294,7 @@ class PullRunner:
             if self.before_batch is not None:
                 self.before_batch()
             self._wait_until_ready(stop)
-        # Modules, the model and the settings live as long as the process: moved out of the
-        # collector's generations, they are no longer traversed by every full collection.
-        gc.freeze()
+        settle_heap()
         self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         logger.info("%s consuming %s", self.service, ", ".join(self.topics))
         try:
@@ -310,8 +338,7 @@ class PullRunner:
         outputs, decoded, decoded_messages = self._decode(messages)
         trace: BatchTrace | None = None
         if decoded:
-            origins = [Origin(message.topic(), message.partition(), message.offset()) for message in decoded_messages]
-            trace = self.tracer.start(decoded, origins, restamp=self.handler.restamps_ingest_time)
+            trace = self.tracer.start(decoded, _Origins(decoded_messages), restamp=self.handler.restamps_ingest_time)
             try:
                 results = self.handler.handle_batch(decoded)
             except RetriableError as error:
@@ -374,6 +401,7 @@ class PullRunner:
         dead_letters: list[Output] = []
         events: list[CloudEvent] = []
         sources: list[Message] = []
+        json_as_bytes = self.handler.parses_json_data
         for message in messages:
             error = message.error()
             if error is not None:
@@ -383,7 +411,9 @@ class PullRunner:
                 logger.warning("%s: consumer error at %s: %s", self.service, where(message), error, extra=message_fields(message))
                 continue
             try:
-                event = from_kafka(message.key(), message.value(), message.headers(), where=where(message))
+                event = from_kafka(
+                    message.key(), message.value(), message.headers(), where=RecordPosition(message), json_as_bytes=json_as_bytes
+                )
             except InvalidEventError as invalid:
                 dead_letters.append(self._dead_letter(message, invalid, header_event_id(message.headers())))
                 continue

@@ -8,6 +8,7 @@ lists what each one means.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
 
@@ -18,6 +19,29 @@ from streamml.common.events import Output
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _END_TO_END_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+
+def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
+    """Observe every value, as `histogram.observe` one at a time would, with one increment per bucket.
+
+    prometheus_client has no call for many observations, and one at a time cost about 2%
+    of the inference loop's instructions. This adds to the labelled histogram's sum and
+    buckets directly, and falls back to `observe` when those attributes are not there.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    if bounds is None or not hasattr(histogram, "_buckets") or not hasattr(histogram, "_sum"):
+        for value in values:
+            histogram.observe(value)
+        return
+    if not values:
+        return
+    histogram._raise_if_not_observable()
+    histogram._sum.inc(sum(values))
+    # `observe` counts a value in the first bucket whose upper bound is at least the value.
+    for index, count in Tally(bisect_left(bounds, value) for value in values).items():
+        histogram._buckets[index].inc(count)
+
 
 BUILD_INFO = Gauge("streamml_build_info", "streamml version of this service process (value 1).", ["service", "version"])
 EVENTS_RECEIVED = Counter(
@@ -135,8 +159,7 @@ class AdapterMetrics:
         self.emitted(outputs, dead_letter_topic)
         self._processing.observe(time.perf_counter() - started)
         now = time.time()
-        for entered in ingested_at:
-            self._end_to_end.observe(max(0.0, now - entered))
+        observe_all(self._end_to_end, [max(0.0, now - entered) for entered in ingested_at])
 
     def emitted(self, outputs: Sequence[Output], dead_letter_topic: str) -> None:
         """Count outputs that Kafka acknowledged, and those to `dead_letter_topic` as dead letters by reason."""

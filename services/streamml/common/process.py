@@ -1,7 +1,8 @@
-"""Process plumbing shared by the service entry points: signals and the HTTP server thread."""
+"""Process plumbing shared by the service entry points: signals, the collector and the HTTP server thread."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -24,6 +25,25 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     return stop
+
+
+# Allocations between two collections of the youngest generation (CPython's default is 700).
+# A micro-batch allocates tens of thousands of short-lived containers, which reference
+# counting frees; collecting every 700 of them cost about 6% of the inference loop's instructions
+# (counted with `python -m bench.instructions`).
+YOUNG_COLLECTION_THRESHOLD = 20_000
+
+
+def settle_heap() -> None:
+    """Prepare the collector for the event loop, once start-up is over.
+
+    What the process built so far (modules, the model, the settings) lives as long as
+    it, so it moves out of the collector's generations and no full collection traverses
+    it again. Young collections then run after 20,000 allocations instead of 700, and
+    each older generation after 20 collections of the one below.
+    """
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 20, 20)
 
 
 class HttpServer:

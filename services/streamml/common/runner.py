@@ -15,7 +15,7 @@ from streamml.common.handler import EventHandler
 from streamml.common.http import build_http_app
 from streamml.common.kafka import Emitter, PullRunner, wait_for_topics
 from streamml.common.metrics import publish_build_info
-from streamml.common.process import HttpServer
+from streamml.common.process import HttpServer, settle_heap
 from streamml.common.settings import ServiceSettings
 from streamml.common.spec import PipelineSpec
 
@@ -106,6 +106,7 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
             )
             runner.run(stop)
         else:
+            settle_heap()
             while not stop.wait(0.2):
                 if parts.before_batch is not None:
                     parts.before_batch()

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import ssl
 import logging
 import sys
@@ -53,6 +52,7 @@ from streamml.common.deadletter import dead_letter_output
 from streamml.common.errors import InvalidEventError, SpecError
 from streamml.common.logs import event_fields
 from streamml.common.metrics import AdapterMetrics
+from streamml.common.process import settle_heap
 from streamml.common.settings import KafkaSettings
 from streamml.common.events import Output, from_kafka, header_event_id, to_kafka
 from streamml.common.spec import PipelineSpec, load_spec
@@ -195,9 +195,7 @@ class FeaturesProcessor:
         entity instead of one per record.
         """
         self._keep_queue_on_resume(stream)
-        # What the worker built at start-up lives as long as it: out of the collector's generations,
-        # it is no longer traversed by every full collection.
-        gc.freeze()
+        settle_heap()
         try:
             await self._process_batches(stream)
         finally:
@@ -313,7 +311,7 @@ class FeaturesProcessor:
         event_id = header_event_id(headers)
         trace = None
         try:
-            cloudevent = from_kafka(key, value, headers, where=str(origin))
+            cloudevent = from_kafka(key, value, headers, where=origin)
             event_id = cloudevent.get_id()
             trace = self.tracer.start([cloudevent], [Origin(origin.topic, origin.partition, origin.offset)])
             outputs = self.handler.handle(cloudevent)

@@ -8,10 +8,12 @@ from collections.abc import Sequence
 
 import numpy as np
 from cloudevents.core.v1.event import CloudEvent
+from pydantic import ValidationError
+from pydantic_core import to_json
 
 from streamml.common.cloudevent_rules import format_timestamp
 from streamml.common.errors import InvalidEventError, ModelRejectedError, RetriableError
-from streamml.common.events import Output, derived_id, new_event, parse_data
+from streamml.common.events import Output, derived_id, describe_json_validation, new_event, parse_data
 from streamml.common.handler import BatchResult, EventHandler
 from streamml.common.logs import event_fields
 from streamml.common.metrics import EXECUTION_PROVIDER, MODELS_REJECTED, PROVIDER_FALLBACKS, set_model
@@ -32,6 +34,10 @@ class InferenceHandler(EventHandler):
     """
 
     source = "io.streamml.inference"
+    # Feature vectors are validated straight from their JSON bytes: one pass in pydantic-core
+    # instead of parsing to Python objects and validating those. Every number of a vector is
+    # a FiniteFloat, so NaN, Infinity and numbers that overflow fail that validation.
+    parses_json_data = True
 
     def __init__(
         self, spec: PipelineSpec, provider: str = "auto", intra_op_threads: int = 1, dedupe_window: int = 20_000
@@ -142,9 +148,16 @@ class InferenceHandler(EventHandler):
             positions.append(position)
             prediction_ids.append(prediction_id)
         if vectors:
-            batch = np.asarray([vector.values for vector in vectors], dtype=np.float32)
-            for position, output in zip(positions, self._predictions(model, vectors, prediction_ids, model.run(batch))):
-                results[position] = [output]
+            # A value beyond float32 becomes an infinity here; its row is caught by `_predictions`.
+            with np.errstate(over="ignore"):
+                batch = np.asarray([vector.values for vector in vectors], dtype=np.float32)
+            predictions = self._predictions(model, vectors, prediction_ids, model.run(batch))
+            for position, prediction_id, output in zip(positions, prediction_ids, predictions):
+                if isinstance(output, InvalidEventError):
+                    self.emitted.discard(prediction_id)
+                    results[position] = output
+                else:
+                    results[position] = [output]
         return results
 
     def delivery_failed(self, outputs: Sequence[Output]) -> None:
@@ -155,7 +168,14 @@ class InferenceHandler(EventHandler):
     def _vector(self, event: CloudEvent) -> FeatureVector:
         if event.get_type() != FEATURES_TYPE:
             raise InvalidEventError("unknown-type", f"event {event.get_id()}: expected {FEATURES_TYPE}, got {event.get_type()!r}")
-        vector = parse_data(event, FeatureVector)
+        data = event.get_data()
+        if type(data) is bytes:
+            try:
+                vector = FeatureVector.model_validate_json(data)
+            except ValidationError as error:
+                raise InvalidEventError("invalid-data", describe_json_validation(event.get_id(), error)) from error
+        else:
+            vector = parse_data(event, FeatureVector)
         if vector.feature_set != self.feature_set:
             raise InvalidEventError(
                 "feature-mismatch",
@@ -170,13 +190,15 @@ class InferenceHandler(EventHandler):
 
     def _predictions(
         self, model: ServingModel, vectors: list[FeatureVector], prediction_ids: list[str], outputs: np.ndarray
-    ) -> list[Output]:
+    ) -> list[Output | InvalidEventError]:
         """Build one prediction event per vector from the model's output rows.
 
         The whole output matrix is converted at once: per-row numpy calls cost more
-        than the model itself.
+        than the model itself. A row with NaN or an infinity, which JSON cannot carry,
+        becomes an error for that vector's dead letter.
         """
         artifact = model.artifact
+        finite = np.isfinite(outputs.reshape(len(vectors), -1)).all(axis=1).tolist()
         if artifact.task == "classification":
             classes = artifact.classes or []
             rows = outputs.tolist()
@@ -184,8 +206,15 @@ class InferenceHandler(EventHandler):
             answers = [(classes[index], row[index], row) for row, index in zip(rows, best)]
         else:
             answers = [(value, value, None) for value in np.ravel(outputs).tolist()]
-        predictions = []
-        for vector, prediction_id, (label, score, scores) in zip(vectors, prediction_ids, answers):
+        predictions: list[Output | InvalidEventError] = []
+        for vector, prediction_id, (label, score, scores), usable in zip(vectors, prediction_ids, answers, finite):
+            if not usable:
+                predictions.append(InvalidEventError(
+                    "non-finite-prediction",
+                    f"event {vector.event_id}: model {artifact.model_name} v{artifact.version} gave {score} for these features; "
+                    "a value beyond the float32 range (about 3.4e38) gives that, so send smaller values, or publish a model that stays finite",
+                ))
+                continue
             # The fields of `Prediction`, as a dict: building and dumping the model cost a tenth of
             # the handler's time per event, and every value here already has its field's type.
             data = {
@@ -205,6 +234,7 @@ class InferenceHandler(EventHandler):
                 subject=vector.entity,
                 time=vector.event_time,
                 data=data,
+                encoded=to_json(data),
             )
             predictions.append(Output(self.predictions_topic, event))
         return predictions

@@ -79,6 +79,24 @@ def test_timestamps_format_as_rfc3339(value, text):
     assert rules.parse_timestamp(text) == value
 
 
+@pytest.mark.parametrize("date", ["2018-04-05T17:31:00", "2018-04-05t17:31:00", "1999-12-31T23:59:59"])
+@pytest.mark.parametrize("fraction", ["", ".0", ".000000", ".123456", ".1234567", ".5", ".000001"])
+@pytest.mark.parametrize("zone", ["Z", "z", "+00:00", "-00:00", "+01:00", "-05:30"])
+def test_parsed_text_is_kept_only_in_canonical_form(date, fraction, zone):
+    # Parsing keeps the text for formatting the same instant later, which must then give what formatting would.
+    text = date + fraction + zone
+    value = rules.parse_timestamp(text)
+    assert rules._is_canonical(text, value) == (rules._format_timestamp(value) == text)
+    assert rules.format_timestamp(value) == rules._format_timestamp(value)
+
+
+def test_format_keys_on_utc_offset():
+    utc = rules.parse_timestamp("2018-04-05T17:31:00Z")
+    shifted = utc.astimezone(timezone(timedelta(hours=2)))
+    assert rules.format_timestamp(shifted) == "2018-04-05T19:31:00+02:00"
+    assert rules.format_timestamp(utc.replace(tzinfo=timezone(timedelta(0), "other"))) == "2018-04-05T17:31:00Z"
+
+
 @pytest.mark.parametrize(
     "value",
     ["https://cloudevents.io", "#fragment", "//authority/path", "/sensors/tn-1234567/alerts", "1-555-123-4567",
@@ -277,3 +295,27 @@ def test_untyped_attribute_cannot_be_encoded():
     for encode in (to_kafka, to_http_binary, to_http_structured):
         with pytest.raises(InvalidEventError, match="attribute 'ratio' is 1.5"):
             encode(event)
+
+
+def test_json_data_can_stay_bytes_for_the_handler():
+    event = new_event(type="io.test", source="/s", subject="k", data={"a": [1, 2.5]})
+    key, value, headers = to_kafka(event)
+    assert from_kafka(key, value, headers, json_as_bytes=True).get_data() == value
+    assert from_kafka(key, value, headers).get_data() == {"a": [1, 2.5]}
+    text = [(name, b"text/plain") if name == "content-type" else (name, raw) for name, raw in headers]
+    assert from_kafka(key, b"plain", text, json_as_bytes=True).get_data() == "plain"
+    # Structured mode carries the data inside the JSON document, which is parsed either way.
+    structured_headers, body = to_http_structured(event)
+    structured = from_kafka(key, body, [("content-type", structured_headers["content-type"].encode())], json_as_bytes=True)
+    assert structured.get_data() == {"a": [1, 2.5]}
+
+
+def test_pre_encoded_data_is_sent_as_given():
+    data = {"score": 0.1, "label": "UP"}
+    event = new_event(type="io.test", source="/s", subject="k", data=data, encoded=b'{"score":0.1,"label":"UP"}')
+    assert to_kafka(event)[1] == b'{"score":0.1,"label":"UP"}'
+    assert to_http_binary(event)[1] == b'{"score":0.1,"label":"UP"}'
+    assert to_structured_json(event)["data"] == data
+    # Data replaced after construction is written again rather than sent as the stale bytes.
+    event._data = {"score": 0.2}
+    assert to_kafka(event)[1] == b'{"score":0.2}'

@@ -1,11 +1,12 @@
 import base64
 import hashlib
+import json
 
 import numpy as np
 import pytest
 
 from streamml.common.errors import InvalidEventError, RetriableError
-from streamml.common.events import new_event
+from streamml.common.events import new_event, to_kafka
 from streamml.common.payloads import FEATURES_TYPE, MODEL_TYPE, FeatureVector, ModelArtifact, Prediction
 from streamml.inference.handler import InferenceHandler
 from streamml.training.handler import TrainingHandler
@@ -66,6 +67,55 @@ def test_bad_vector_does_not_fail_neighbours(elec2_spec, trained):
     assert isinstance(results[0], list)
     assert isinstance(results[1], InvalidEventError) and results[1].reason == "feature-mismatch"
     assert isinstance(results[2], InvalidEventError) and "feature set" in results[2].message
+
+
+def vector_bytes_event(handler, body: bytes, event_id="e1"):
+    # A features event as the Kafka adapter hands it over: JSON data still as the record's bytes.
+    event = features_event(handler, [0.0] * handler.width, event_id=event_id)
+    event._data = body
+    return event
+
+
+def test_vectors_are_validated_from_json_bytes(elec2_spec, trained):
+    handler = InferenceHandler(elec2_spec, provider="cpu")
+    handler.load(trained.initial_model().event)
+    assert handler.parses_json_data
+    good = features_event(handler, [0.5] * handler.width, event_id="good")
+    body = to_kafka(features_event(handler, [0.5] * handler.width, event_id="bytes"))[1]
+    as_bytes = vector_bytes_event(handler, body, event_id="bytes")
+    overflow = body.replace(b"0.5,", b"1e400,", 1)
+    results = handler.handle_batch([
+        good,
+        as_bytes,
+        vector_bytes_event(handler, b"{not json", event_id="broken"),
+        vector_bytes_event(handler, b"[1, 2]", event_id="array"),
+        vector_bytes_event(handler, overflow, event_id="overflow"),
+        vector_bytes_event(handler, overflow.replace(b"1e400", b"NaN"), event_id="nan"),
+    ])
+    assert results[0][0].event.get_data()["score"] == results[1][0].event.get_data()["score"]
+    errors = results[2:]
+    assert all(isinstance(error, InvalidEventError) and error.reason == "invalid-data" for error in errors)
+    assert "data is not usable because it is not valid JSON (Invalid JSON: key must be a string" in errors[0].message
+    assert "data must be a JSON object, got an array" in errors[1].message
+    assert "values.0: Input should be a finite number" in errors[2].message
+    assert "values.0: Input should be a finite number" in errors[3].message
+
+
+def test_non_finite_prediction_is_dead_lettered(elec2_spec, trained):
+    handler = InferenceHandler(elec2_spec, provider="cpu")
+    handler.load(trained.initial_model().event)
+    # Finite in JSON, but beyond float32: the model input becomes an infinity and its scores NaN.
+    huge = features_event(handler, [1e39] * handler.width, event_id="huge")
+    fine = features_event(handler, [0.0] * handler.width, event_id="fine")
+    results = handler.handle_batch([huge, fine])
+    assert isinstance(results[0], InvalidEventError) and results[0].reason == "non-finite-prediction"
+    assert results[0].message.startswith("event huge: model")
+    assert "float32" in results[0].message
+    [output] = results[1]
+    assert to_kafka(output.event)[1] == json.dumps(output.event.get_data(), separators=(",", ":")).encode()
+    # The rejected vector left no trace in the redelivery filter, so a corrected replay is served.
+    [replayed] = handler.handle_batch([features_event(handler, [0.0] * handler.width, event_id="huge")])
+    assert len(replayed) == 1
 
 
 def test_older_versions_are_skipped(elec2_spec, trained):
