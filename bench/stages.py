@@ -228,8 +228,8 @@ def measure_relay(setup: Setup, roles: Sequence[str], hops: int = 1, warm_up_row
 def relay_times(log_dir: Path, hops: int) -> dict[str, object]:
     """Return the relays' CPU and blocked microseconds per record, summed over the hops.
 
-    They come from full batches, except for a hop that met none (a later hop of a short
-    chain), whose figures cover all its batches; `batches` names the hops of that kind.
+    The figures come from full batches. A hop that met none, such as a later hop of a
+    short chain, contributes all its batches instead, and `batches` names those hops.
     """
     totals = {"cpu": 0.0, "flush": 0.0, "commit": 0.0}
     partial = []
@@ -349,8 +349,8 @@ def handler_cost_us(setup: Setup, service: str, rows: int = 5000) -> float:
     else:
         handler = IngestionHandler(spec)
     records = [to_kafka(event) for _, event in setup.rows(INPUT_ROLES[service], 0, rows)]
-    # The collector set up as in a service's loop. This process holds the whole workload, which
-    # full collections would otherwise traverse, and the settings are restored afterwards.
+    # The collector is set up as in a service's loop, because full collections would otherwise
+    # traverse the whole workload in this process. The settings are restored afterwards.
     thresholds = gc.get_threshold()
     settle_heap()
     try:
