@@ -21,7 +21,6 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 _END_TO_END_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
-
 def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
     """Observe every value, as `histogram.observe` one at a time would, with one increment per bucket.
 
