@@ -11,7 +11,7 @@ from cloudevents.core.v1.event import CloudEvent
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from streamml.common.cloudevent_rules import format_timestamp
+from streamml.common.cloudevent_rules import RuleError, check_string, format_timestamp
 from streamml.common.errors import InvalidEventError, ModelRejectedError, RetriableError
 from streamml.common.events import Output, derived_id, describe_json_validation, new_event, parse_data
 from streamml.common.handler import BatchResult, EventHandler
@@ -186,6 +186,13 @@ class InferenceHandler(EventHandler):
             raise InvalidEventError(
                 "feature-mismatch", f"event {event.get_id()}: {len(vector.values)} feature values, expected {self.width}"
             )
+        # The entity becomes the prediction's subject, a CloudEvents String, and the input id is
+        # hashed into the prediction's id: both must pass here, not fail the whole batch later.
+        for field, value in (("entity", vector.entity), ("event_id", vector.event_id)):
+            try:
+                check_string(value)
+            except RuleError as error:
+                raise InvalidEventError("invalid-data", f"event {event.get_id()}: invalid data: {field} {error}") from None
         return vector
 
     def _predictions(

@@ -101,6 +101,22 @@ def test_vectors_are_validated_from_json_bytes(elec2_spec, trained):
     assert "values.0: Input should be a finite number" in errors[3].message
 
 
+def test_unusable_entity_and_id_are_dead_lettered(elec2_spec, trained):
+    handler = InferenceHandler(elec2_spec, provider="cpu")
+    handler.load(trained.initial_model().event)
+    control = features_event(handler, [0.0] * handler.width, event_id="control")
+    control._data = dict(control.get_data(), entity="NSW\n")
+    surrogate = features_event(handler, [0.0] * handler.width, event_id="a\ud800")
+    fine = features_event(handler, [0.0] * handler.width, event_id="fine")
+    results = handler.handle_batch([control, surrogate, fine])
+    assert isinstance(results[0], InvalidEventError)
+    assert results[0].reason == "invalid-data"
+    assert "entity contains U+000A at index 3" in results[0].message
+    assert isinstance(results[1], InvalidEventError)
+    assert "event_id contains U+D800 at index 1" in results[1].message
+    assert len(results[2]) == 1
+
+
 def test_non_finite_prediction_is_dead_lettered(elec2_spec, trained):
     handler = InferenceHandler(elec2_spec, provider="cpu")
     handler.load(trained.initial_model().event)
