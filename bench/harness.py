@@ -141,8 +141,7 @@ class Collector:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(self._messages)} of {count} records arrived within {timeout_s:.0f}s")
             time.sleep(0.05)
-        arrived = self._messages[:]
-        for message in arrived[len(self.records):]:
+        for message in self._messages[len(self.records):]:
             self.records.append(Stamped(self._decode(message), message.timestamp()[1], message.value(), message.headers()))
         return list(self.records)
 

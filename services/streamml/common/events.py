@@ -155,17 +155,18 @@ def data_object(event: CloudEvent) -> dict[str, Any]:
         try:
             data = rules.loads_json(data)
         except RuleError as error:
-            raise InvalidEventError(
-                "invalid-data",
-                f"event {event.get_id()}: data is not usable because {error}; "
-                f"send a JSON object with datacontenttype {JSON}",
-            ) from None
+            raise InvalidEventError("invalid-data", _unusable_data(event.get_id(), str(error))) from None
     if not isinstance(data, dict):
-        raise InvalidEventError(
-            "invalid-data",
-            f"event {event.get_id()}: data must be a JSON object, got {rules.json_kind(data)}",
-        )
+        raise InvalidEventError("invalid-data", _not_an_object(event.get_id(), data))
     return data
+
+
+def _unusable_data(event_id: str, problem: str) -> str:
+    return f"event {event_id}: data is not usable because {problem}; send a JSON object with datacontenttype {JSON}"
+
+
+def _not_an_object(event_id: str, data: Any) -> str:
+    return f"event {event_id}: data must be a JSON object, got {rules.json_kind(data)}"
 
 
 def parse_data(event: CloudEvent, model: type[M]) -> M:
@@ -194,12 +195,9 @@ def describe_json_validation(event_id: str, error: ValidationError) -> str:
     """Render a pydantic error from validating JSON bytes, naming data that is not JSON or not an object as `data_object` does."""
     for item in error.errors():
         if item["type"] == "json_invalid":
-            return (
-                f"event {event_id}: data is not usable because it is not valid JSON ({item['msg']}); "
-                f"send a JSON object with datacontenttype {JSON}"
-            )
+            return _unusable_data(event_id, f"it is not valid JSON ({item['msg']})")
         if item["type"] == "model_type" and not item["loc"]:
-            return f"event {event_id}: data must be a JSON object, got {rules.json_kind(item.get('input'))}"
+            return _not_an_object(event_id, item.get("input"))
     return describe_validation(event_id, error)
 
 
@@ -222,8 +220,8 @@ _CHECKED: dict[tuple[str, str], Any] = {}
 _CHECKED_LIMIT = 4096
 # Attributes whose values differ on every event, which the cache would only fill.
 _UNCACHED = frozenset({"id", "time", "traceparent", "tracestate", "streammlingesttime"})
-# Names that passed `is_attribute_name`, so each name is matched once. Names are few; the limit
-# only guards against a stream that invents a new extension name per event.
+# Names that passed `is_attribute_name`, so each name is matched once. Names are few, so the
+# limit only guards against a stream that invents a new extension name per event.
 _NAMES_OK: set[str] = set()
 _NAMES_LIMIT = 1024
 

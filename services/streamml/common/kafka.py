@@ -33,11 +33,11 @@ logger = logging.getLogger(__name__)
 
 
 def where(message: Message) -> str:
-    return f"{message.topic()}[{message.partition()}]@{message.offset()}"
+    return str(Origin(message.topic(), message.partition(), message.offset()))
 
 
 class RecordPosition:
-    """Names a record as `topic[partition]@offset` in error messages; the text is built only for an error."""
+    """A record's position for error messages, written as `topic[partition]@offset` only when an error is raised."""
 
     __slots__ = ("message",)
 

@@ -39,6 +39,10 @@ class Origin(NamedTuple):
     partition: int
     offset: int
 
+    def __str__(self) -> str:
+        """Return the position as `topic[partition]@offset`, the form of logs and error messages."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
 
 def format_ingest_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")

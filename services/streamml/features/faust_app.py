@@ -143,18 +143,6 @@ class FeaturesAppSettings:
         return self.app_id or f"streamml-features-{spec.name}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Origin:
-    """The position of one raw record, as `topic[partition]@offset`."""
-
-    topic: str
-    partition: int
-    offset: int
-
-    def __str__(self) -> str:
-        return f"{self.topic}[{self.partition}]@{self.offset}"
-
-
 class FeaturesProcessor:
     """Processor that feeds raw records through `FeaturesHandler` and produces what it returns.
 
@@ -178,7 +166,7 @@ class FeaturesProcessor:
         self._topics: dict[str, faust.TopicT] = {}
         self._next_offset: dict[tuple[str, int], int] = {}
         self.lag = PartitionLag(SERVICE, spec.topic("raw"), self._next_offset)
-        self._in_flight: dict[_Origin, asyncio.Future] = {}
+        self._in_flight: dict[Origin, asyncio.Future] = {}
         self._skipping: set[tuple[str, int]] = set()
         self.processed = 0
         self.dead_lettered = 0
@@ -205,10 +193,10 @@ class FeaturesProcessor:
         async for events in stream.take_events(self.batch_size, within=self.batch_timeout_s):
             started = time.perf_counter()
             batch: list[faust.EventT] = []
-            origins: list[_Origin] = []
+            origins: list[Origin] = []
             for event in events:
                 message = event.message
-                origin = _Origin(message.topic, message.partition, message.offset)
+                origin = Origin(message.topic, message.partition, message.offset)
                 self._check_gap(origin)
                 if not self._skip_redelivery(event, origin):
                     message.incref()
@@ -228,11 +216,11 @@ class FeaturesProcessor:
             self.processed += len(batch)
 
     def _outputs_of(
-        self, batch: list[faust.EventT], origins: list[_Origin]
-    ) -> tuple[list[Output], list[tuple[_Origin, str | None]], list[BatchTrace]]:
+        self, batch: list[faust.EventT], origins: list[Origin]
+    ) -> tuple[list[Output], list[tuple[Origin, str | None]], list[BatchTrace]]:
         """Handle a batch; return its outputs, the record and event id each output comes from, and the traces."""
         outputs: list[Output] = []
-        owners: list[tuple[_Origin, str | None]] = []
+        owners: list[tuple[Origin, str | None]] = []
         traces: list[BatchTrace] = []
         for event, origin in zip(batch, origins):
             message = event.message
@@ -261,7 +249,7 @@ class FeaturesProcessor:
             managed.discard(queue)
             logger.debug("agent queue %r is no longer emptied when flow control resumes", queue)
 
-    def _check_gap(self, origin: _Origin) -> None:
+    def _check_gap(self, origin: Origin) -> None:
         """Log offsets that never reached the agent between two records of a partition."""
         partition = (origin.topic, origin.partition)
         expected = self._next_offset.get(partition)
@@ -275,7 +263,7 @@ class FeaturesProcessor:
                 origin.offset - 1,
             )
 
-    def _skip_redelivery(self, event: faust.EventT, origin: _Origin) -> bool:
+    def _skip_redelivery(self, event: faust.EventT, origin: Origin) -> bool:
         """Return whether this worker already processed the record, acking the copy if so.
 
         faust seeks partitions back to their committed offsets after table
@@ -306,14 +294,14 @@ class FeaturesProcessor:
         return True
 
     def _outputs_for(
-        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, Any]], origin: _Origin
+        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, Any]], origin: Origin
     ) -> tuple[list[Output], str | None, BatchTrace | None]:
         event_id = header_event_id(headers)
         trace = None
         try:
             cloudevent = from_kafka(key, value, headers, where=origin)
             event_id = cloudevent.get_id()
-            trace = self.tracer.start([cloudevent], [Origin(origin.topic, origin.partition, origin.offset)])
+            trace = self.tracer.start([cloudevent], [origin])
             outputs = self.handler.handle(cloudevent)
             trace.stamp(0, outputs)
             return outputs, event_id, trace
@@ -362,7 +350,7 @@ class FeaturesProcessor:
         return topic
 
     def _ack_when_delivered(
-        self, batch: list[faust.EventT], origins: list[_Origin], deliveries: list[Awaitable[Any]], done: _Done
+        self, batch: list[faust.EventT], origins: list[Origin], deliveries: list[Awaitable[Any]], done: _Done
     ) -> None:
         if not deliveries:
             self._ack(batch, done)
@@ -375,7 +363,7 @@ class FeaturesProcessor:
     def _on_delivered(
         self,
         batch: list[faust.EventT],
-        origins: list[_Origin],
+        origins: list[Origin],
         done: _Done,
         deliveries: list[asyncio.Future],
         delivered: asyncio.Future,
@@ -433,7 +421,7 @@ class _Done(NamedTuple):
     """Batch state that the delivery callback finishes: the outputs and the record each comes from, the traces and the processing start time."""
 
     outputs: list[Output]
-    owners: list[tuple[_Origin, str | None]]
+    owners: list[tuple[Origin, str | None]]
     traces: list[BatchTrace]
     started: float
 
