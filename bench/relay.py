@@ -68,7 +68,7 @@ def relay(
     times: RelayTimes | None = None,
     every: RelayTimes | None = None,
 ) -> int:
-    """Relay until `stop` is set; return the records copied. `times` gets the full batches, `every` all of them."""
+    """Relay until `stop` is set and return the records copied. `times` gets the full batches, `every` all of them."""
     consumer = Consumer(consumer_config(settings, group))
     producer = Producer(settings.client_config() | {
         "enable.idempotence": True, "acks": "all", "linger.ms": 1, "compression.type": "lz4", "partitioner": "murmur2_random",

@@ -32,7 +32,7 @@ class EventHandler:
     #: input carries one. True for the pipeline's entry point, so clients cannot set it.
     restamps_ingest_time: bool = False
     #: Whether the handler reads JSON data that is still bytes, which it validates itself in one step.
-    #: Adapters may then skip parsing it; a handler that sets this still accepts parsed data.
+    #: Adapters may then skip parsing it, and a handler that sets this still accepts parsed data.
     parses_json_data: bool = False
 
     def handle(self, event: CloudEvent) -> list[Output]:

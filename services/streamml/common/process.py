@@ -28,9 +28,9 @@ def stop_on_signals() -> threading.Event:
 
 
 # Allocations between two collections of the youngest generation (CPython's default is 700).
-# A micro-batch allocates tens of thousands of short-lived containers, which reference
-# counting frees; collecting every 700 of them cost about 6% of the inference loop's instructions
-# (counted with `python -m bench.instructions`).
+# A micro-batch allocates tens of thousands of short-lived containers, which reference counting
+# frees. Collecting every 700 of them cost about 6% of the inference loop's instructions, as
+# counted by `python -m bench.instructions`.
 YOUNG_COLLECTION_THRESHOLD = 20_000
 
 

@@ -148,7 +148,7 @@ class InferenceHandler(EventHandler):
             positions.append(position)
             prediction_ids.append(prediction_id)
         if vectors:
-            # A value beyond float32 becomes an infinity here; its row is caught by `_predictions`.
+            # A value beyond float32 becomes an infinity here, and `_predictions` rejects its row.
             with np.errstate(over="ignore"):
                 batch = np.asarray([vector.values for vector in vectors], dtype=np.float32)
             predictions = self._predictions(model, vectors, prediction_ids, model.run(batch))
@@ -187,7 +187,7 @@ class InferenceHandler(EventHandler):
                 "feature-mismatch", f"event {event.get_id()}: {len(vector.values)} feature values, expected {self.width}"
             )
         # The entity becomes the prediction's subject, a CloudEvents String, and the input id is
-        # hashed into the prediction's id: both must pass here, not fail the whole batch later.
+        # hashed into the prediction's id. Checked here, a bad one fails this vector, not the batch.
         for field, value in (("entity", vector.entity), ("event_id", vector.event_id)):
             try:
                 check_string(value)

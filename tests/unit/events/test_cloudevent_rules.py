@@ -82,7 +82,7 @@ def test_timestamps_format_as_rfc3339(value, text):
 @pytest.mark.parametrize("date", ["2018-04-05T17:31:00", "2018-04-05t17:31:00", "1999-12-31T23:59:59"])
 @pytest.mark.parametrize("fraction", ["", ".0", ".000000", ".123456", ".1234567", ".5", ".000001"])
 @pytest.mark.parametrize("zone", ["Z", "z", "+00:00", "-00:00", "+01:00", "-05:30"])
-def test_parsed_text_is_kept_only_in_canonical_form(date, fraction, zone):
+def test_parse_keeps_only_canonical_text(date, fraction, zone):
     # Parsing keeps the text for formatting the same instant later, which must then give what formatting would.
     text = date + fraction + zone
     value = rules.parse_timestamp(text)
@@ -297,7 +297,7 @@ def test_untyped_attribute_cannot_be_encoded():
             encode(event)
 
 
-def test_json_data_can_stay_bytes_for_the_handler():
+def test_json_data_stays_bytes_on_request():
     event = new_event(type="io.test", source="/s", subject="k", data={"a": [1, 2.5]})
     key, value, headers = to_kafka(event)
     assert from_kafka(key, value, headers, json_as_bytes=True).get_data() == value

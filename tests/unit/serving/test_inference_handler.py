@@ -101,7 +101,7 @@ def test_vectors_are_validated_from_json_bytes(elec2_spec, trained):
     assert "values.0: Input should be a finite number" in errors[3].message
 
 
-def test_unusable_entity_and_id_are_dead_lettered(elec2_spec, trained):
+def test_bad_entity_or_id_dead_lettered(elec2_spec, trained):
     handler = InferenceHandler(elec2_spec, provider="cpu")
     handler.load(trained.initial_model().event)
     control = features_event(handler, [0.0] * handler.width, event_id="control")
