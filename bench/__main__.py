@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 try:
-    from bench import cold_start, learners, report, stages
+    from bench import cold_start, instructions, learners, report, stages
 except ImportError as missing:
     sys.exit(f"python -m bench: {missing}; the benchmarks need the dev extra: run scripts/setup dev")
 from bench.harness import REPOSITORY, LocalBroker
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap-servers", help="A running broker; default: start one with scripts/kafka_broker.py.")
     parser.add_argument("--csv", default=str(default_csv()), help="The Elec2 CSV (default: the reference data folder).")
     parser.add_argument("--rate", type=float, default=500.0, help="Offered load of the paced phases, in rows/s (default: 500).")
+    parser.add_argument("--instructions", action="store_true",
+                        help="Also count the inference loop's instructions per event under valgrind (about 4 minutes more).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The handlers run in this process for the learner and accuracy figures; their logs are not the report.
@@ -117,11 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     csv_path = Path(args.csv)
     if not csv_path.exists():
         parser.error(f"--csv {csv_path} does not exist: pass the path of elec2.csv, or set STREAMML_REFERENCE_DIR")
+    if args.instructions and shutil.which("valgrind") is None:
+        parser.error(f"--instructions: {instructions.VALGRIND_MISSING}")
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="streamml-bench-"))
     base = stages.base_spec(REPOSITORY / "examples" / "elec2.yaml", MODEL_NAME)
     figures: dict = {"machine": machine(), "cpus": os.cpu_count(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "mode": mode,
-                     "command": "python -m bench" + (" --quick" if args.quick else ""), "rate": args.rate}
+                     "command": "python -m bench" + (" --quick" if args.quick else "") + (" --instructions" if args.instructions else ""), "rate": args.rate}
     with LocalBroker(args.bootstrap_servers) as bootstrap:
         settings = KafkaSettings(bootstrap_servers=bootstrap)
         spec_path = folder / "bench.yaml"
@@ -148,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         figures["served"] = learners.served_accuracy(csv_path, spec_path, rows)
         logger.info("learners: %s; served %s", figures["learners"], figures["served"])
         figures["cold_start"] = cold_start.run(settings, csv_path, size["cold_repeat"])
+    if args.instructions:
+        figures["instructions_per_event"] = {"inference_loop": instructions.measure(csv_path)}
     figures["ratios"] = ratios(figures)
     figures["targets"] = {name: {"value": value, "target": f"{TARGETS[name][0]} {TARGETS[name][1]}", "met": met(name, value)}
                           for name, value in figures["ratios"].items()}

@@ -129,6 +129,17 @@ def count_instructions(fixture: Path, events: int) -> int:
     return int(found.group(1))
 
 
+VALGRIND_MISSING = "valgrind is not installed; install it (for example `apt-get install valgrind`) to count instructions"
+
+
+def measure(csv_path: Path) -> int:
+    """Return the instructions per event of the inference pull loop, from two counts under callgrind."""
+    with tempfile.TemporaryDirectory(prefix="streamml-instructions-") as folder:
+        fixture = build_fixture(csv_path, Path(folder))
+        short, long = count_instructions(fixture, SHORT), count_instructions(fixture, LONG)
+    return round((long - short) / (LONG - SHORT))
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.__main__ import default_csv
 
@@ -142,12 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         run_loop(Path(args.run), args.events)
         return 0
     if shutil.which("valgrind") is None:
-        print("valgrind is not installed; install it (for example `apt-get install valgrind`) to count instructions", file=sys.stderr)
+        print(VALGRIND_MISSING, file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="streamml-instructions-") as folder:
-        fixture = build_fixture(Path(args.csv), Path(folder))
-        short, long = count_instructions(fixture, SHORT), count_instructions(fixture, LONG)
-    print(f"inference pull loop: {(long - short) / (LONG - SHORT):,.0f} instructions per event (Python work, no Kafka client)")
+    print(f"inference pull loop: {measure(Path(args.csv)):,} instructions per event (Python work, no Kafka client)")
     return 0
 
 

@@ -62,6 +62,22 @@ def _bounds(figures: dict) -> list[str]:
     ]
 
 
+def _instructions(figures: dict) -> list[str]:
+    """Describe the instruction count of the inference loop, or how to get one when this run has none."""
+    counted = figures.get("instructions_per_event")
+    if counted is None:
+        return ["Not counted in this run: `python -m bench --instructions` (or `python -m bench.instructions`) counts them",
+                "where valgrind is installed."]
+    return [
+        "`python -m bench.instructions` counts under valgrind the instructions that the inference service's",
+        "pull loop executes per Elec2 feature vector: decoding the Kafka records, the handler, tracing,",
+        "metrics and encoding the outputs, without the Kafka client. Load does not change this figure,",
+        "so it compares two versions of the code where the rates above move by up to a third between runs.",
+        "",
+        _table(["loop", "instructions per event"], [["inference", f"{counted['inference_loop']:,}"]]),
+    ]
+
+
 def render(figures: dict) -> str:
     services, relays = figures["services"], figures["relays"]
     pipeline, chain = figures["pipeline"], figures["relay_chain"]
@@ -183,6 +199,10 @@ def render(figures: dict) -> str:
         "loading its first model. The features service's first output in pull mode waits for the faust",
         "worker to join its consumer group and replay the state table's changelog before the agent",
         "starts; in push mode, where no faust worker runs, it is ready as fast as the others.",
+        "",
+        "## Instructions per event",
+        "",
+        *_instructions(figures),
         "",
         "## GPU",
         "",
