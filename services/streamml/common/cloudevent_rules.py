@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import quote, unquote_to_bytes
 
-from pydantic_core import PydanticSerializationError, from_json, to_json
+from pydantic_core import PydanticSerializationError, TzInfo, from_json, to_json
 
 SPECVERSION: Final = "1.0"
 REQUIRED: Final = ("id", "source", "type")
@@ -175,11 +175,13 @@ def _parse_timestamp_fields(text: str) -> datetime:
         raise RuleError(f"is {show(text)}, which is not a real date and time ({error}); {_TIMESTAMP_FIX}") from None
 
 
-# Formatted timestamps by (datetime, UTC offset): equal datetimes are the same instant, and
-# with equal offsets they have the same text. An event's time is often written twice, in its
-# data and in its `time` attribute, and a service often writes the time it has just read:
-# `parse_timestamp` keeps text that is already in this form.
-_FORMATTED: dict[tuple[datetime, Any], str] = {}
+# Formatted timestamps by (tzinfo, datetime, fold). Datetimes that share a tzinfo compare by
+# their fields, which is quick, and with the same fold they have the same offset and text.
+# Comparing datetimes of two tzinfo classes, such as pydantic's and `timezone.utc`, computes
+# both offsets and took longer than formatting, so such a pair gets two entries. An event's
+# time is often written twice, in its data and in its `time` attribute, and a service often
+# writes the time it has just read: `parse_timestamp` keeps text that is already in this form.
+_FORMATTED: dict[tuple[Any, datetime, int], str] = {}
 _FORMATTED_LIMIT = 4096
 
 
@@ -188,7 +190,7 @@ def format_timestamp(value: datetime) -> str:
 
     Offsets with seconds, which RFC 3339 cannot express, are converted to UTC.
     """
-    text = _FORMATTED.get((value, value.utcoffset()))
+    text = _FORMATTED.get((value.tzinfo, value, value.fold))
     if text is None:
         text = _format_timestamp(value)
         _remember_format(value, text)
@@ -198,7 +200,7 @@ def format_timestamp(value: datetime) -> str:
 def _remember_format(value: datetime, text: str) -> None:
     if len(_FORMATTED) >= _FORMATTED_LIMIT:
         _FORMATTED.clear()
-    _FORMATTED[(value, value.utcoffset())] = text
+    _FORMATTED[(value.tzinfo, value, value.fold)] = text
 
 
 def _format_timestamp(value: datetime) -> str:
@@ -210,6 +212,9 @@ def _format_timestamp(value: datetime) -> str:
             value, offset = value.astimezone(timezone.utc), timedelta(0)
         except OverflowError:
             raise RuleError(f"is {value.isoformat()}, which is out of range in UTC; send a time between years 1 and 9999") from None
+    elif type(value.tzinfo) is TzInfo:
+        # pydantic-core writes its own datetimes in this same form, about three times faster in a benchmark.
+        return to_json(value)[1:-1].decode("ascii")
     text = value.isoformat()
     return text[:-6] + "Z" if not offset else text
 

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError, to_json
 
 from streamml.common import cloudevent_rules as rules
 from streamml.common.cloudevent_rules import RuleError, show
@@ -90,21 +91,37 @@ def new_event(
     searched for NaN, and the Kafka and HTTP encoders send these bytes instead of
     writing the data again; data replaced with `event._data = ...` is written anew.
     """
-    attributes: dict[str, Any] = {
-        "specversion": rules.SPECVERSION,
-        "id": id or str(uuid.uuid4()),
-        "source": source,
-        "type": type,
-        "subject": subject,
-        "time": time or datetime.now(timezone.utc),
-        "datacontenttype": JSON,
-        "dataschema": dataschema or schema_uri(type),
-        "partitionkey": subject,
-    }
-    if extensions:
-        attributes.update(extensions)
-    where = _NewEvent(type, attributes["id"])
-    _check_attributes(attributes, where, _JSON_NAMES)
+    event_id = id or str(uuid.uuid4())
+    moment = time or datetime.now(timezone.utc)
+    head = None
+    if not extensions:
+        try:
+            head = _HEADS.get((type, source, subject, dataschema))
+        except TypeError:  # an unhashable value, which the full check below rejects
+            pass
+    if head is not None and _plain_id_and_time(event_id, moment):
+        attributes = head.copy()
+        attributes["id"] = event_id
+        attributes["time"] = moment
+    else:
+        attributes = {
+            "specversion": rules.SPECVERSION,
+            "id": event_id,
+            "source": source,
+            "type": type,
+            "subject": subject,
+            "time": moment,
+            "datacontenttype": JSON,
+            "dataschema": dataschema or schema_uri(type),
+            "partitionkey": subject,
+        }
+        if extensions:
+            attributes.update(extensions)
+        _check_attributes(attributes, _NewEvent(type, event_id), _JSON_NAMES)
+        if not extensions:
+            if len(_HEADS) >= _HEADS_LIMIT:
+                _HEADS.clear()
+            _HEADS[(type, source, subject, dataschema)] = attributes.copy()
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
     if encoded is not None:
         event = _build(attributes, payload)
@@ -113,13 +130,47 @@ def new_event(
     try:
         path = rules.find_non_finite(payload)
     except RecursionError:
-        raise InvalidEventError("invalid-data", f"{where}: data is nested too deeply; flatten it") from None
+        raise InvalidEventError("invalid-data", f"{_NewEvent(type, event_id)}: data is nested too deeply; flatten it") from None
     if path is not None:
         location = "data" + "".join(f"[{step!r}]" for step in path)
         raise InvalidEventError(
-            "invalid-data", f"{where}: {location} is not a finite number; JSON has no NaN or Infinity, so send null"
+            "invalid-data", f"{_NewEvent(type, event_id)}: {location} is not a finite number; JSON has no NaN or Infinity, so send null"
         )
     return _build(attributes, payload)
+
+
+# Checked attributes of new events without extensions, by the arguments they come from:
+# (type, source, subject, dataschema). A service emits a few kinds of event, and many
+# streams have few subjects, so often only `id` and `time` differ from one event to the next.
+_HEADS: dict[tuple[Any, Any, Any, Any], dict[str, Any]] = {}
+_HEADS_LIMIT = 1024
+
+
+def _plain_id_and_time(event_id: Any, moment: Any) -> bool:
+    """Return whether `event_id` is a non-empty printable ASCII string and `moment` an aware datetime.
+
+    Those pass `check_attribute`, so an event whose other attributes were checked
+    before needs no further check. Anything else takes the full check.
+    """
+    return (
+        type(event_id) is str
+        and event_id != ""
+        and event_id.isascii()
+        and event_id.isprintable()
+        and type(moment) is datetime
+        and moment.utcoffset() is not None
+    )
+
+
+def json_or_none(data: Any) -> bytes | None:
+    """Return `data` as JSON for `new_event(encoded=...)`, or None for text that JSON cannot carry (an unpaired surrogate).
+
+    With None, `new_event` checks the data itself and names what is wrong.
+    """
+    try:
+        return to_json(data)
+    except PydanticSerializationError:
+        return None
 
 
 class _NewEvent:
@@ -170,7 +221,18 @@ def _not_an_object(event_id: str, data: Any) -> str:
 
 
 def parse_data(event: CloudEvent, model: type[M]) -> M:
-    """Validate the event data against a payload model, or raise InvalidEventError."""
+    """Validate the event data against a payload model, or raise InvalidEventError.
+
+    Data that is still bytes, as adapters leave it for a handler that sets
+    `parses_json_data`, is validated straight from its JSON: one pass in pydantic-core
+    instead of parsing to Python objects and validating those.
+    """
+    data = event.get_data()
+    if type(data) is bytes:
+        try:
+            return model.model_validate_json(data)
+        except ValidationError as error:
+            raise InvalidEventError("invalid-data", describe_json_validation(event.get_id(), error)) from error
     try:
         return model.model_validate(data_object(event))
     except ValidationError as error:
@@ -220,6 +282,7 @@ _CHECKED: dict[tuple[str, str], Any] = {}
 _CHECKED_LIMIT = 4096
 # Attributes whose values differ on every event, which the cache would only fill.
 _UNCACHED = frozenset({"id", "time", "traceparent", "tracestate", "streammlingesttime"})
+_REQUIRED = frozenset(rules.REQUIRED)
 # Names that passed `is_attribute_name`, so each name is matched once. Names are few, so the
 # limit only guards against a stream that invents a new extension name per event.
 _NAMES_OK: set[str] = set()
@@ -235,9 +298,9 @@ def _check_attributes(attributes: dict[str, Any], where: str, names: str, only: 
     if version != rules.SPECVERSION:
         state = "is missing" if version is None else f"is {show(version)}"
         raise _invalid(where, f"{_label(names, 'specversion')} {state}; this codec reads CloudEvents 1.0, so send \"1.0\"")
-    for name in rules.REQUIRED:
-        if name not in attributes:
-            raise _invalid(where, f"required {_label(names, name)} is missing; send id, source, specversion and type")
+    if not _REQUIRED <= attributes.keys():
+        name = next(name for name in rules.REQUIRED if name not in attributes)
+        raise _invalid(where, f"required {_label(names, name)} is missing; send id, source, specversion and type")
     for name in attributes if only is None else only:
         value = attributes[name]
         cacheable = type(value) is str and name not in _UNCACHED
@@ -360,32 +423,41 @@ def to_kafka(event: CloudEvent) -> tuple[bytes | None, bytes, KafkaHeaders]:
     The key is the `partitionkey` attribute, which also stays in the headers (Kafka binding §3.1).
     """
     content_type, value = _data_bytes(event)
+    attributes = event.get_attributes()
     headers: KafkaHeaders = []
-    key = None
-    for name, attribute in event.get_attributes().items():
-        if attribute is None or name == "datacontenttype":
-            continue
-        header = _ENCODED.get((name, attribute)) if type(attribute) is str else None
+    for item in attributes.items():
+        try:
+            header = _ENCODED.get(item)
+        except TypeError:  # an unhashable value, which `_encode_header` rejects
+            header = None
         if header is None:
-            header = _encode_header(event, name, attribute)
-        headers.append(header)
-        if name == "partitionkey":
-            key = header[1]
+            header = _encode_header(event, *item)
+        if header:
+            headers.append(header)
     if content_type is not None:
         headers.append(_content_type_header(content_type))
+    partition_key = attributes.get("partitionkey")
+    key = None if partition_key is None else rules.canonical_string(partition_key).encode("utf-8")
     return key, value, headers
 
 
 # Headers of attribute values already written, by (name, value): most events of a stream
-# repeat their source, type, subject and data schema.
-_ENCODED: dict[tuple[str, str], tuple[str, bytes]] = {}
+# repeat their source, type, subject and data schema. Only string values are kept, so a
+# value never matches one of another type that compares equal, such as True and 1. The
+# empty tuple stands for no header: `datacontenttype` travels as content-type.
+_ENCODED: dict[tuple[str, str], tuple[str, bytes] | tuple[()]] = {}
 
 
-def _encode_header(event: CloudEvent, name: str, attribute: Any) -> tuple[str, bytes]:
-    try:
-        header = ("ce_" + name, rules.canonical_string(attribute).encode("utf-8"))
-    except (RuleError, UnicodeEncodeError) as error:
-        raise InvalidEventError("invalid-cloudevent", f"event {event.get_id()}: attribute {name!r} {error}") from None
+def _encode_header(event: CloudEvent, name: str, attribute: Any) -> tuple[str, bytes] | tuple[()]:
+    if attribute is None:
+        return ()
+    if name == "datacontenttype":
+        header: tuple[str, bytes] | tuple[()] = ()
+    else:
+        try:
+            header = ("ce_" + name, rules.canonical_string(attribute).encode("utf-8"))
+        except (RuleError, UnicodeEncodeError) as error:
+            raise InvalidEventError("invalid-cloudevent", f"event {event.get_id()}: attribute {name!r} {error}") from None
     if type(attribute) is str and name not in _UNCACHED:
         if len(_ENCODED) >= _CHECKED_LIMIT:
             _ENCODED.clear()
@@ -484,8 +556,9 @@ def from_kafka(
             f"no ce_specversion header and no content-type {STRUCTURED}; "
             "produce CloudEvents in binary mode (ce_ headers) or structured mode",
         )
+    # The content type is checked with the attributes when its header is not known to pass.
     event = _binary_event(
-        attributes, content_type, value, where, _KAFKA_NAMES, [attribute for attribute, _ in fresh if attribute], json_as_bytes
+        attributes, content_type, value, where, _KAFKA_NAMES, [attribute or "datacontenttype" for attribute, _ in fresh], json_as_bytes
     )
     _remember_headers(fresh, attributes, content_type)
     return event
@@ -518,12 +591,16 @@ def _binary_event(
             raise _invalid(where, f"{names.format(reserved)} is not allowed in binary mode; send it as content-type or the body")
     if content_type is not None:
         attributes["datacontenttype"] = content_type
-        if only is not None:
-            only = [*only, "datacontenttype"]
     _check_attributes(attributes, where, names, only)
-    if json_as_bytes and body and content_type is not None and rules.parse_media_type(content_type).is_json:
+    if json_as_bytes and body and content_type is not None and _is_json(content_type):
         return _build(attributes, bytes(body))
     return _build(attributes, _read_data(body, content_type, where))
+
+
+@lru_cache(maxsize=64)
+def _is_json(content_type: str) -> bool:
+    """Return whether a content type that passed its check is JSON."""
+    return rules.parse_media_type(content_type).is_json
 
 
 # HTTP --------------------------------------------------------------------------------------------

@@ -8,12 +8,11 @@ from collections.abc import Sequence
 
 import numpy as np
 from cloudevents.core.v1.event import CloudEvent
-from pydantic import ValidationError
 from pydantic_core import to_json
 
 from streamml.common.cloudevent_rules import RuleError, check_string, format_timestamp
 from streamml.common.errors import InvalidEventError, ModelRejectedError, RetriableError
-from streamml.common.events import Output, derived_id, describe_json_validation, new_event, parse_data
+from streamml.common.events import Output, derived_id, new_event, parse_data
 from streamml.common.handler import BatchResult, EventHandler
 from streamml.common.logs import event_fields
 from streamml.common.metrics import EXECUTION_PROVIDER, MODELS_REJECTED, PROVIDER_FALLBACKS, set_model
@@ -34,9 +33,8 @@ class InferenceHandler(EventHandler):
     """
 
     source = "io.streamml.inference"
-    # Feature vectors are validated straight from their JSON bytes: one pass in pydantic-core
-    # instead of parsing to Python objects and validating those. Every number of a vector is
-    # a FiniteFloat, so NaN, Infinity and numbers that overflow fail that validation.
+    # Every number of a vector is a FiniteFloat, so NaN, Infinity and numbers that overflow
+    # fail the validation from JSON bytes (see `parse_data`).
     parses_json_data = True
 
     def __init__(
@@ -168,14 +166,7 @@ class InferenceHandler(EventHandler):
     def _vector(self, event: CloudEvent) -> FeatureVector:
         if event.get_type() != FEATURES_TYPE:
             raise InvalidEventError("unknown-type", f"event {event.get_id()}: expected {FEATURES_TYPE}, got {event.get_type()!r}")
-        data = event.get_data()
-        if type(data) is bytes:
-            try:
-                vector = FeatureVector.model_validate_json(data)
-            except ValidationError as error:
-                raise InvalidEventError("invalid-data", describe_json_validation(event.get_id(), error)) from error
-        else:
-            vector = parse_data(event, FeatureVector)
+        vector = parse_data(event, FeatureVector)
         if vector.feature_set != self.feature_set:
             raise InvalidEventError(
                 "feature-mismatch",
@@ -188,11 +179,14 @@ class InferenceHandler(EventHandler):
             )
         # The entity becomes the prediction's subject, a CloudEvents String, and the input id is
         # hashed into the prediction's id. Checked here, a bad one fails this vector, not the batch.
-        for field, value in (("entity", vector.entity), ("event_id", vector.event_id)):
-            try:
-                check_string(value)
-            except RuleError as error:
-                raise InvalidEventError("invalid-data", f"event {event.get_id()}: invalid data: {field} {error}") from None
+        # Printable ASCII passes `check_string`, which runs only for other text.
+        entity, event_id = vector.entity, vector.event_id
+        if not (entity.isascii() and entity.isprintable() and event_id.isascii() and event_id.isprintable()):
+            for field, value in (("entity", entity), ("event_id", event_id)):
+                try:
+                    check_string(value)
+                except RuleError as error:
+                    raise InvalidEventError("invalid-data", f"event {event.get_id()}: invalid data: {field} {error}") from None
         return vector
 
     def _predictions(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -259,9 +260,24 @@ def test_new_event_rejects_bad_input(changes, mention):
 
 
 def test_new_event_rejects_a_naive_time():
-    from datetime import datetime
-
     rejected(lambda: new_event(type="io.test", source="/t", subject="s", data={}, time=datetime(2024, 1, 1)), "naive")
+
+
+@pytest.mark.parametrize(
+    ("changes", "mention"),
+    [
+        ({"id": "x\x00"}, "'id' contains U+0000"),
+        ({"id": "\ud800"}, "'id' contains U+D800"),
+        ({"id": 7}, "'id' is 7"),
+        ({"time": datetime(2024, 1, 1)}, "naive"),
+        ({"time": "yesterday"}, "'time' is 'yesterday'"),
+    ],
+)
+def test_new_event_checks_every_id_and_time(changes, mention):
+    # The other attributes of a kind of event are checked once, but the id and time of every event.
+    arguments = {"type": "io.test.kind", "source": "/tests", "subject": "s", "data": {"x": 1}}
+    new_event(**arguments)
+    rejected(lambda: new_event(**arguments | changes), mention)
 
 
 # Random input ------------------------------------------------------------------------------------

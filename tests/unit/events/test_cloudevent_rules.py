@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 
 import pytest
 from cloudevents.core.v1.event import CloudEvent
@@ -95,6 +95,51 @@ def test_format_keys_on_utc_offset():
     shifted = utc.astimezone(timezone(timedelta(hours=2)))
     assert rules.format_timestamp(shifted) == "2018-04-05T19:31:00+02:00"
     assert rules.format_timestamp(utc.replace(tzinfo=timezone(timedelta(0), "other"))) == "2018-04-05T17:31:00Z"
+
+
+class _RepeatedHour(tzinfo):
+    """A zone whose clocks go back at 02:00 on 2021-11-07, as New York's did: 01:30 happens twice."""
+
+    def utcoffset(self, moment):
+        repeated = moment is not None and moment.replace(tzinfo=None, fold=0) == datetime(2021, 11, 7, 1, 30)
+        return timedelta(hours=-5 if repeated and moment.fold else -4)
+
+    def dst(self, moment):
+        return timedelta(0)
+
+
+def test_format_keeps_fold_offsets():
+    # Fold 0 is the first 01:30 (-04:00), fold 1 the second (-05:00). The two datetimes compare equal.
+    first = datetime(2021, 11, 7, 1, 30, tzinfo=_RepeatedHour())
+    second = first.replace(fold=1)
+    assert rules.format_timestamp(first) == "2021-11-07T01:30:00-04:00"
+    assert rules.format_timestamp(second) == "2021-11-07T01:30:00-05:00"
+    assert rules.format_timestamp(first) == "2021-11-07T01:30:00-04:00"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2018-04-05T17:31:00+02:00",
+        "2018-04-05T17:31:00Z",
+        "0005-01-01T00:00:00.000001-23:59",
+        "1996-05-07T23:59:59.120000Z",
+        "2018-04-05T17:31:00.999999+05:30",
+    ],
+)
+def test_format_writes_pydantic_datetimes_as_the_standard_ones(text):
+    from pydantic import TypeAdapter
+
+    parsed = TypeAdapter(datetime).validate_json(f'"{text}"')
+    assert type(parsed.tzinfo) is not timezone
+    assert rules._format_timestamp(parsed) == rules._format_timestamp(rules.parse_timestamp(text)) == text
+    assert rules.format_timestamp(parsed) == text
+
+
+def test_format_pydantic_seconds_offset():
+    from pydantic_core import TzInfo
+
+    assert rules.format_timestamp(datetime(2018, 4, 5, 1, 0, 30, tzinfo=TzInfo(30))) == "2018-04-05T01:00:00Z"
 
 
 @pytest.mark.parametrize(

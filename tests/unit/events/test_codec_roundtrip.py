@@ -113,3 +113,23 @@ def test_derived_ids_are_uuid5():
     for input_id in ("elec2-5", "\u00e9\u65e5\u672c", ""):
         for stage in ("prediction", "features", "dead-letter/ingestion"):
             assert derived_id(input_id, stage) == str(uuid.uuid5(_ID_NAMESPACE, f"{stage}\x00{input_id}"))
+
+
+def test_kafka_headers_keep_value_types():
+    # "1", 1 and True compare or hash alike in Python, but each keeps its own string form.
+    values = ["1", 1, True, b"\x01\x02", bytearray(b"\x01\x02")]
+    events = [
+        new_event(type="io.streamml.test.v1", source="/tests", subject="s", data={}, extensions={"count": value})
+        for value in values
+    ]
+    assert [dict(to_kafka(event)[2])["ce_count"] for event in events] == [b"1", b"1", b"true", b"AQI=", b"AQI="]
+
+
+def test_kafka_key_and_content_type():
+    event = new_event(type="io.streamml.test.v1", source="/tests", subject="entity-7", data={"x": 1})
+    key, value, headers = to_kafka(event)
+    names = [name for name, _ in headers]
+    assert key == b"entity-7"
+    assert dict(headers)["content-type"] == b"application/json"
+    assert "ce_datacontenttype" not in names
+    assert len(names) == len(set(names))
