@@ -27,10 +27,14 @@ class Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Maximum length of the record id in a label event.
+LABEL_EVENT_ID_MAX = 256
+
+
 class LabelData(Payload):
     """The true label of an earlier record, named by that record's CloudEvent id."""
 
-    event_id: StrictStr = Field(min_length=1, max_length=256)
+    event_id: StrictStr = Field(min_length=1, max_length=LABEL_EVENT_ID_MAX)
     label: StrictStr | FiniteFloat
 
 

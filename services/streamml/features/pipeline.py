@@ -58,6 +58,9 @@ class FeatureExtractor:
             self._windows.setdefault(_window_key(feature.field, feature.window), feature.window)
         self._max_lag = max(spec.label_lags, default=0)
         self.feature_names = self._names()
+        # What `transform` reads for each window and each feature, worked out once.
+        self._window_plan = [(key, key.split("|", 1)[0], window) for key, window in self._windows.items()]
+        self._feature_plan = [(feature.agg, _window_key(feature.field, feature.window)) for feature in spec.features]
 
     def _names(self) -> list[str]:
         names: list[str] = []
@@ -84,17 +87,13 @@ class FeatureExtractor:
         vector = self._input_values(record.values)
         timestamp = record.time.timestamp()
         seen = state["seen"]
+        windows = state["windows"]
         window_values: dict[str, list[float]] = {}
-        for key, window in self._windows.items():
-            field = key.split("|", 1)[0]
-            value = _number(record.values.get(field))
-            buffer = state["windows"].get(key)
-            buffer, values = _advance(window, buffer, value, timestamp, seen)
-            state["windows"][key] = buffer
+        for key, field, window in self._window_plan:
+            buffer, values = _advance(window, windows.get(key), _number(record.values.get(field)), timestamp, seen)
+            windows[key] = buffer
             window_values[key] = values
-        for feature in self.spec.features:
-            values = window_values[_window_key(feature.field, feature.window)]
-            vector.append(_aggregate(feature.agg, values))
+        vector.extend([_aggregate(agg, window_values[key]) for agg, key in self._feature_plan])
         vector.extend(self._lag_values(state["labels"]))
         state["seen"] = seen + 1
         return vector, state
@@ -135,11 +134,15 @@ def _number(value: Any) -> float:
 
 
 def _copy_state(state: EntityState | None) -> EntityState:
+    """Return a state whose window map and label list can be changed without changing `state`.
+
+    The window buffers themselves are shared: `_advance` replaces a buffer and never changes one.
+    """
     if not state:
         return {"seen": 0, "windows": {}, "labels": []}
     return {
         "seen": int(state.get("seen", 0)),
-        "windows": {key: dict(buffer) for key, buffer in state.get("windows", {}).items()},
+        "windows": dict(state.get("windows", {})),
         "labels": list(state.get("labels", [])),
     }
 
@@ -147,8 +150,8 @@ def _copy_state(state: EntityState | None) -> EntityState:
 def _advance(
     window: WindowSpec, buffer: dict[str, Any] | None, value: float, timestamp: float, seen: int
 ) -> tuple[dict[str, Any], list[float]]:
-    """Add one value to a window buffer; return the new buffer and the values the window covers."""
-    buffer = dict(buffer or {})
+    """Return a new buffer with one value added, and the values the window covers; `buffer` is left as it is."""
+    buffer = buffer or {}
     if window.kind == "sliding":
         times = list(buffer.get("t", []))
         values = list(buffer.get("v", []))

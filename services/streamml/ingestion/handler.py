@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cloudevents.core.v1.event import CloudEvent
 
-from streamml.common.events import Output, new_event
+from streamml.common.events import Output, json_or_none, new_event
 from streamml.common.handler import EventHandler
 from streamml.common.payloads import LABEL_TYPE, schema_uri
 from streamml.common.records import RecordValidator, record_schema_uri
@@ -41,6 +41,7 @@ class IngestionHandler(EventHandler):
                 data[self.spec.label.field] = record.label
             data = {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in data.items()}
             dataschema = record_schema_uri(self.spec)
+        # The numbers of a validated record or label are finite, so the data needs no search for NaN.
         normalised = new_event(
             id=event.get_id(),
             type=event.get_type(),
@@ -49,5 +50,6 @@ class IngestionHandler(EventHandler):
             time=time,
             dataschema=dataschema,
             data=data,
+            encoded=json_or_none(data),
         )
         return [Output(self.raw_topic, normalised)]

@@ -98,6 +98,8 @@ class TrainingHandler(EventHandler):
     """
 
     source = "io.streamml.training"
+    # Feature vectors and labels are validated from their JSON bytes (see `parse_data`).
+    parses_json_data = True
 
     def __init__(
         self,

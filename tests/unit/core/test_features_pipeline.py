@@ -114,3 +114,23 @@ def test_overflowing_window_is_invalid_event():
     with pytest.raises(InvalidEventError, match="not finite|overflowed"):
         handler.handle(new_event(type=RECORD_TYPE, source="tests", subject="a", data={"x": 1e308}))
     assert store == before
+
+
+def test_features_rejects_long_labelled_ids():
+    from streamml.common.errors import InvalidEventError
+    from streamml.common.events import new_event
+    from streamml.common.payloads import LABEL_EVENT_ID_MAX, RECORD_TYPE, LabelData
+    from streamml.features.handler import FeaturesHandler
+
+    spec = spec_with([{"field": "x", "agg": "sum", "window": {"kind": "sliding", "size": 3}}])
+    store = {}
+    handler = FeaturesHandler(spec, store)
+    longest = "i" * LABEL_EVENT_ID_MAX
+    vector, label = handler.handle(new_event(id=longest, type=RECORD_TYPE, source="tests", subject="a", data={"x": 1.0, "y": "yes"}))
+    assert LabelData.model_validate(label.event.get_data()).event_id == longest
+    before = dict(store)
+    with pytest.raises(InvalidEventError, match=f"id has {LABEL_EVENT_ID_MAX + 1} characters"):
+        handler.handle(new_event(id=longest + "i", type=RECORD_TYPE, source="tests", subject="a", data={"x": 1.0, "y": "yes"}))
+    assert store == before
+    # Without a label, no label event has to name the record.
+    assert len(handler.handle(new_event(id=longest + "i", type=RECORD_TYPE, source="tests", subject="a", data={"x": 1.0}))) == 1

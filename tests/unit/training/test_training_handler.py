@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 from streamml.common.errors import InvalidEventError
-from streamml.common.events import data_object, new_event
+from streamml.common.events import data_object, from_kafka, new_event, to_kafka
 from streamml.common.payloads import MODEL_TYPE, ModelArtifact
 from streamml.training.handler import TrainingHandler
 from streamml.training.learner import OnlineLearner
@@ -142,6 +142,42 @@ def test_block_learning_ignores_transport_batching(make_spec, feature_event, lab
     assert whole.metrics.total == split.metrics.total
     for (ours, _), (theirs, _) in zip(whole.learner.linear_layers(), split.learner.linear_layers()):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_learns_the_same_from_json_bytes(make_spec, feature_event, label_event):
+    # The Kafka adapter leaves JSON data as bytes for this handler, which validates it in one step.
+    spec = make_spec(kind="mlp")
+    events = interleaved_events(spec, toy_samples(40), feature_event, label_event)
+    records = [from_kafka(*to_kafka(event), json_as_bytes=True) for event in events]
+    assert TrainingHandler.parses_json_data
+    assert all(type(record.get_data()) is bytes for record in records)
+    parsed, raw = TrainingHandler(spec, batch_size=4), TrainingHandler(spec, batch_size=4)
+
+    parsed.handle_batch(events)
+    raw.handle_batch(records)
+
+    assert raw.learner.samples == parsed.learner.samples == 40
+    assert raw.metrics.total == parsed.metrics.total
+    for (ours, _), (theirs, _) in zip(raw.learner.linear_layers(), parsed.learner.linear_layers()):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    ("body", "mention"),
+    [
+        (b'{"event_id": "r1", "label": NaN}', "label.float: Input should be a finite number"),
+        (b'{"event_id": "r1", "label": 1e400}', "label"),
+        (b"[1]", "data must be a JSON object, got an array"),
+        (b"\xff", "not valid JSON"),
+    ],
+)
+def test_rejects_bad_label_bytes(make_spec, label_event, body, mention):
+    event = from_kafka(*to_kafka(label_event("r1", "yes")), json_as_bytes=True)
+    event._data = body
+    [result] = TrainingHandler(make_spec()).handle_batch([event])
+    assert isinstance(result, InvalidEventError)
+    assert result.reason == "invalid-data"
+    assert mention in result.message
 
 
 def test_block_scores_before_learning(make_spec, feature_event, label_event):
