@@ -113,7 +113,11 @@ def partition_lags(stats: dict[str, Any]) -> dict[tuple[str, int], int]:
 
 
 class DeliveryError(RetriableError):
-    """The brokers did not acknowledge a produced record."""
+    """The brokers did not acknowledge a produced record; `event_id` is its CloudEvent id when known."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0, event_id: str | None = None) -> None:
+        super().__init__(message, retry_after_s)
+        self.event_id = event_id
 
 
 class Emitter:
@@ -184,13 +188,16 @@ class Emitter:
         future: Future[None] = Future()
         pending = [len(outputs)]
         lock = threading.Lock()
+        records: list[tuple[str, bytes | None, bytes]] = []
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
             with lock:
                 if future.done():
                     return
                 if error is not None:
-                    future.set_exception(DeliveryError(f"delivery to {message.topic()} failed: {error}"))
+                    rejected = _find_record(records, message)
+                    event_id = outputs[rejected].event.get_id() if rejected is not None else None
+                    future.set_exception(DeliveryError(f"delivery to {message.topic()} failed: {error}", event_id=event_id))
                     return
                 pending[0] -= 1
                 if pending[0] == 0:
@@ -198,6 +205,7 @@ class Emitter:
 
         for output in outputs:
             key, value, headers = to_kafka(output.event)
+            records.append((output.topic, key, value))
             self._enqueue(output.topic, key, value, headers, on_delivery)
         return [future]
 
@@ -229,6 +237,15 @@ class Emitter:
             logger.error("%d records were not acknowledged before shutdown", remaining)
         self._closing.set()
         self._poller.join(timeout=1.0)
+
+
+def _find_record(records: Sequence[tuple[str, bytes | None, bytes]], message: Message) -> int | None:
+    """Return the position of a delivery report's record among those sent, found by topic, key and value.
+
+    confluent-kafka's delivery reports carry no headers, so the CloudEvent id of a rejected record is looked up here.
+    """
+    sent = (message.topic(), message.key(), message.value())
+    return next((position for position, record in enumerate(records) if record == sent), None)
 
 
 def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:

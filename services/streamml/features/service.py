@@ -59,6 +59,7 @@ def run_features(settings: FeaturesSettings, stop: threading.Event) -> int:
         batch_size=settings.batch_size,
         batch_timeout_s=max(settings.batch_timeout_ms, 1) / 1000,
         credentials=broker_credentials(settings.kafka),
+        kafka=settings.kafka,
     )
     publish_build_info(SERVICE)
     server = None
