@@ -9,10 +9,10 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from cloudevents.core.v1.event import CloudEvent
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, create_model
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
 
 from streamml.common.errors import InvalidEventError
-from streamml.common.events import data_object, describe_validation, event_time, parse_data
+from streamml.common.events import event_time, parse_data
 from streamml.common.payloads import LABEL_TYPE, SCHEMA_BASE, LabelData
 from streamml.common.spec import InputField, PipelineSpec
 
@@ -109,11 +109,7 @@ class RecordValidator:
                 f"event {event.get_id()}: type {event.get_type()!r} is not accepted; "
                 f"send {self.record_type!r} for records or {LABEL_TYPE!r} for labels",
             )
-        try:
-            parsed = self.model.model_validate(data_object(event))
-        except ValidationError as error:
-            raise InvalidEventError("invalid-data", describe_validation(event.get_id(), error)) from error
-        values = parsed.model_dump()
+        values = parse_data(event, self.model).model_dump()
         label = None
         if self.spec.label.field is not None:
             label = values.pop(self.spec.label.field)

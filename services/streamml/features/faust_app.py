@@ -320,7 +320,7 @@ class FeaturesProcessor:
         event_id = header_event_id(headers)
         trace = None
         try:
-            cloudevent = from_kafka(key, value, headers, where=origin)
+            cloudevent = from_kafka(key, value, headers, where=origin, json_as_bytes=self.handler.parses_json_data)
             event_id = cloudevent.get_id()
             trace = self.tracer.start([cloudevent], [origin])
             outputs = self.handler.handle(cloudevent)

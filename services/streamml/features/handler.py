@@ -28,6 +28,8 @@ class FeaturesHandler(EventHandler):
     """
 
     source = "io.streamml.features"
+    # Records and labels are validated from their JSON bytes (see `parse_data`).
+    parses_json_data = True
 
     def __init__(self, spec: PipelineSpec, store: MutableMapping[str, EntityState]) -> None:
         self.spec = spec

@@ -21,6 +21,8 @@ class IngestionHandler(EventHandler):
 
     source = "io.streamml.ingestion"
     restamps_ingest_time = True
+    # Records and labels are validated from their JSON bytes (see `parse_data`).
+    parses_json_data = True
 
     def __init__(self, spec: PipelineSpec) -> None:
         self.spec = spec

@@ -1,7 +1,9 @@
+import json
+
 import pytest
 
 from streamml.common.errors import InvalidEventError
-from streamml.common.events import new_event
+from streamml.common.events import from_kafka, new_event, to_kafka
 from streamml.common.payloads import LABEL_TYPE, RECORD_TYPE
 from streamml.ingestion.handler import IngestionHandler
 
@@ -85,3 +87,47 @@ def test_late_label_is_checked(handler, elec2_spec):
     bad = new_event(type=LABEL_TYPE, source="tests", subject="NSW", data={"event_id": "row-1", "label": "MAYBE"})
     with pytest.raises(InvalidEventError, match="'MAYBE' is not one of the classes"):
         handler.handle(bad)
+
+
+def from_record_bytes(body: bytes, event_id: str = "bad-1"):
+    # A record as the Kafka adapter hands it over: JSON data still as the record's bytes.
+    event = from_kafka(*to_kafka(record(dict(ROW), id=event_id)), json_as_bytes=True)
+    event._data = body
+    return event
+
+
+def test_record_bytes_give_the_same_output(handler):
+    assert handler.parses_json_data
+    for data in (dict(ROW), ROW | {"period": 1, "nswprice": 2}, {key: value for key, value in ROW.items() if key != "class"}):
+        [parsed] = handler.handle(record(data, id="row-1"))
+        [raw] = handler.handle(from_record_bytes(json.dumps(data).encode(), event_id="row-1"))
+        assert raw.event.get_data() == parsed.event.get_data()
+        assert to_kafka(raw.event)[:2] == to_kafka(parsed.event)[:2]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('"nswprice": "0.1"', "nswprice"),
+        ('"nswprice": NaN', "nswprice"),
+        ('"nswprice": 1e400', "nswprice"),
+        ('"day": "9"', "day"),
+        ('"class": "SIDEWAYS"', "class"),
+        ('"colour": "red"', "colour: unknown field"),
+        ('"period": true', "period"),
+    ],
+)
+def test_invalid_values_in_bytes_are_named(handler, text, fragment):
+    body = json.dumps({key: value for key, value in ROW.items() if key not in text}).encode()
+    body = body[:-1] + b", " + text.encode() + b"}"
+    with pytest.raises(InvalidEventError) as error:
+        handler.handle(from_record_bytes(body))
+    assert error.value.reason == "invalid-data"
+    assert fragment in error.value.message
+    assert "bad-1" in error.value.message
+
+
+@pytest.mark.parametrize(("body", "fragment"), [(b"[1, 2]", "must be a JSON object"), (b"{oops", "not valid JSON")])
+def test_unusable_bytes_are_named(handler, body, fragment):
+    with pytest.raises(InvalidEventError, match=fragment):
+        handler.handle(from_record_bytes(body))
