@@ -194,21 +194,22 @@ def event_time(event: CloudEvent) -> datetime:
 
 def data_object(event: CloudEvent) -> dict[str, Any]:
     """Return the event data as a JSON object, or raise InvalidEventError."""
-    data = event.get_data()
+    return _as_object(event.get_data(), event.get_id())
+
+
+def _as_object(data: Any, event_id: str) -> dict[str, Any]:
     if isinstance(data, (bytes, bytearray)):
         try:
             data = bytes(data).decode("utf-8")
         except UnicodeDecodeError as error:
-            raise InvalidEventError(
-                "invalid-data", f"event {event.get_id()}: data is not UTF-8 ({error}); send a JSON object"
-            ) from None
+            raise InvalidEventError("invalid-data", f"event {event_id}: data is not UTF-8 ({error}); send a JSON object") from None
     if isinstance(data, str):
         try:
             data = rules.loads_json(data)
         except RuleError as error:
-            raise InvalidEventError("invalid-data", _unusable_data(event.get_id(), str(error))) from None
+            raise InvalidEventError("invalid-data", _unusable_data(event_id, str(error))) from None
     if not isinstance(data, dict):
-        raise InvalidEventError("invalid-data", _not_an_object(event.get_id(), data))
+        raise InvalidEventError("invalid-data", _not_an_object(event_id, data))
     return data
 
 
@@ -225,16 +226,19 @@ def parse_data(event: CloudEvent, model: type[M]) -> M:
 
     Data that is still bytes, as adapters leave it for a handler that sets
     `parses_json_data`, is validated straight from its JSON: one pass in pydantic-core
-    instead of parsing to Python objects and validating those.
+    instead of parsing to Python objects and validating those. Data that fails is
+    decoded as the codec decodes JSON data and validated again, so the error is the
+    one the data would get had it been decoded: it names invalid UTF-8, NaN, numbers
+    too large and deep nesting.
     """
     data = event.get_data()
     if type(data) is bytes:
         try:
             return model.model_validate_json(data)
-        except ValidationError as error:
-            raise InvalidEventError("invalid-data", describe_json_validation(event.get_id(), error)) from error
+        except ValidationError:
+            data = _read_data(data, event.get_datacontenttype(), f"event {event.get_id()}")
     try:
-        return model.model_validate(data_object(event))
+        return model.model_validate(_as_object(data, event.get_id()))
     except ValidationError as error:
         raise InvalidEventError("invalid-data", describe_validation(event.get_id(), error)) from error
 
@@ -251,16 +255,6 @@ def describe_validation(event_id: str, error: ValidationError) -> str:
         else:
             parts.append(f"{location}: {item['msg']} (got {item.get('input')!r})")
     return f"event {event_id}: invalid data: " + "; ".join(parts)
-
-
-def describe_json_validation(event_id: str, error: ValidationError) -> str:
-    """Render a pydantic error from validating JSON bytes, naming data that is not JSON or not an object as `data_object` does."""
-    for item in error.errors():
-        if item["type"] == "json_invalid":
-            return _unusable_data(event_id, f"it is not valid JSON ({item['msg']})")
-        if item["type"] == "model_type" and not item["loc"]:
-            return _not_an_object(event_id, item.get("input"))
-    return describe_validation(event_id, error)
 
 
 # Attributes --------------------------------------------------------------------------------------
