@@ -94,9 +94,10 @@ def new_event(
     event_id = id or str(uuid.uuid4())
     moment = time or datetime.now(timezone.utc)
     head = None
+    head_key = (type, source, subject, dataschema)
     if not extensions:
         try:
-            head = _HEADS.get((type, source, subject, dataschema))
+            head = _HEADS.get(head_key)
         except TypeError:  # an unhashable value, which the full check below rejects
             pass
     if head is not None and _plain_id_and_time(event_id, moment):
@@ -121,7 +122,7 @@ def new_event(
         if not extensions:
             if len(_HEADS) >= _HEADS_LIMIT:
                 _HEADS.clear()
-            _HEADS[(type, source, subject, dataschema)] = attributes.copy()
+            _HEADS[head_key] = attributes.copy()
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
     if encoded is not None:
         event = _build(attributes, payload)
@@ -586,15 +587,9 @@ def _binary_event(
     if content_type is not None:
         attributes["datacontenttype"] = content_type
     _check_attributes(attributes, where, names, only)
-    if json_as_bytes and body and content_type is not None and _is_json(content_type):
+    if json_as_bytes and body and content_type is not None and rules.parse_media_type(content_type).is_json:
         return _build(attributes, bytes(body))
     return _build(attributes, _read_data(body, content_type, where))
-
-
-@lru_cache(maxsize=64)
-def _is_json(content_type: str) -> bool:
-    """Return whether a content type that passed its check is JSON."""
-    return rules.parse_media_type(content_type).is_json
 
 
 # HTTP --------------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def partition_lags(stats: dict[str, Any]) -> dict[tuple[str, int], int]:
 
 
 class DeliveryError(RetriableError):
-    """The brokers did not acknowledge a produced record; `event_id` is its CloudEvent id when known."""
+    """The brokers did not acknowledge a produced record. `event_id` is its CloudEvent id when known."""
 
     def __init__(self, message: str, retry_after_s: float = 1.0, event_id: str | None = None) -> None:
         super().__init__(message, retry_after_s)
@@ -188,15 +188,13 @@ class Emitter:
         future: Future[None] = Future()
         pending = [len(outputs)]
         lock = threading.Lock()
-        records: list[tuple[str, bytes | None, bytes]] = []
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
             with lock:
                 if future.done():
                     return
                 if error is not None:
-                    rejected = _find_record(records, message)
-                    event_id = outputs[rejected].event.get_id() if rejected is not None else None
+                    event_id = _rejected_event_id(outputs, message)
                     future.set_exception(DeliveryError(f"delivery to {message.topic()} failed: {error}", event_id=event_id))
                     return
                 pending[0] -= 1
@@ -205,7 +203,6 @@ class Emitter:
 
         for output in outputs:
             key, value, headers = to_kafka(output.event)
-            records.append((output.topic, key, value))
             self._enqueue(output.topic, key, value, headers, on_delivery)
         return [future]
 
@@ -239,13 +236,18 @@ class Emitter:
         self._poller.join(timeout=1.0)
 
 
-def _find_record(records: Sequence[tuple[str, bytes | None, bytes]], message: Message) -> int | None:
-    """Return the position of a delivery report's record among those sent, found by topic, key and value.
+def _rejected_event_id(outputs: Sequence[Output], message: Message) -> str | None:
+    """Return the CloudEvent id of the output whose topic, key and value a failed delivery report names.
 
-    confluent-kafka's delivery reports carry no headers, so the CloudEvent id of a rejected record is looked up here.
+    confluent-kafka's delivery reports carry no headers, so the outputs are encoded again to find
+    the record: only for a failure, so a batch that succeeds pays nothing for it.
     """
-    sent = (message.topic(), message.key(), message.value())
-    return next((position for position, record in enumerate(records) if record == sent), None)
+    for output in outputs:
+        if output.topic == message.topic():
+            key, value, _ = to_kafka(output.event)
+            if key == message.key() and value == message.value():
+                return output.event.get_id()
+    return None
 
 
 def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:

@@ -20,8 +20,8 @@ Per record of the raw topic (keyed by entity, so all records of an entity are in
    time from about 348 to 309 µs per record, against faust's own producer;
 4. acknowledge the record to faust once the broker has acknowledged every
    event produced for it. faust commits, per partition, the offset below which
-   every record is acknowledged, and flushes its producer, which writes the
-   changelog, first, so the outputs and the state of a record are written
+   every record is acknowledged. It first flushes its own producer, which
+   writes the changelog, so the outputs and the state of a record are written
    before its offset commits (at-least-once).
 
 A clean stop (SIGTERM or SIGINT) waits for every record in flight, commits,
@@ -72,7 +72,7 @@ STATE_TABLE = "entity-state"
 AGENT_NAME = "features"
 STATS_INTERVAL_S = 60.0
 # Outputs that may await the brokers' acknowledgement while the worker processes more records,
-# an estimated 20 MB of Elec2 outputs. NOTE: no test fills it; the Kafka tests keep fewer in flight.
+# an estimated 20 MB of Elec2 outputs. NOTE: no test fills it, because the Kafka tests keep fewer in flight.
 MAX_OUTPUTS_IN_FLIGHT = 20_000
 DEFAULT_DATA_DIR = Path(".streamml/features")
 _LOGLEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -174,7 +174,6 @@ class FeaturesProcessor:
     ) -> None:
         self.app = app
         self.kafka = kafka
-        self.emitter: Emitter | None = None
         self.state = WriteBehind(store)
         self.handler = FeaturesHandler(spec, self.state)
         self.batch_size = batch_size
@@ -201,13 +200,13 @@ class FeaturesProcessor:
         entity instead of one per record.
         """
         self._keep_queue_on_resume(stream)
-        self.emitter = Emitter(self.kafka)
+        emitter = Emitter(self.kafka)
         settle_heap()
         try:
-            await self._process_batches(stream, self.emitter)
+            await self._process_batches(stream, emitter)
         finally:
             # After a clean stop every output is acknowledged already. After a crash the offsets stay uncommitted.
-            self.emitter.close(timeout_s=5.0)
+            emitter.close(timeout_s=5.0)
             logger.info("%s stopped after %d records (%d dead-lettered)", SERVICE, self.processed, self.dead_lettered)
 
     async def _process_batches(self, stream: faust.StreamT, emitter: Emitter) -> None:
@@ -375,7 +374,10 @@ class FeaturesProcessor:
     def _ack_when_delivered(
         self, batch: list[faust.EventT], origins: list[Origin], deliveries: list[Awaitable[Any]], done: _Done
     ) -> asyncio.Future | None:
-        """Ack the batch's records once its outputs are acknowledged; return the future of that, or None when acked now."""
+        """Acknowledge the batch's records to faust once its outputs are acknowledged.
+
+        Return the future of that, or None when the records are acknowledged at once.
+        """
         if not deliveries:
             self._ack(batch, done)
             return None

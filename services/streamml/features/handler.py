@@ -107,4 +107,3 @@ class FeaturesHandler(EventHandler):
                 encoded=json_or_none(data),
             ),
         )
-

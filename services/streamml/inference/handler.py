@@ -8,11 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from cloudevents.core.v1.event import CloudEvent
-from pydantic_core import to_json
 
 from streamml.common.cloudevent_rules import RuleError, check_string, format_timestamp
 from streamml.common.errors import InvalidEventError, ModelRejectedError, RetriableError
-from streamml.common.events import Output, derived_id, new_event, parse_data
+from streamml.common.events import Output, derived_id, json_or_none, new_event, parse_data
 from streamml.common.handler import BatchResult, EventHandler
 from streamml.common.logs import event_fields
 from streamml.common.metrics import EXECUTION_PROVIDER, MODELS_REJECTED, PROVIDER_FALLBACKS, set_model
@@ -179,14 +178,11 @@ class InferenceHandler(EventHandler):
             )
         # The entity becomes the prediction's subject, a CloudEvents String, and the input id is
         # hashed into the prediction's id. Checked here, a bad one fails this vector, not the batch.
-        # Printable ASCII passes `check_string`, which runs only for other text.
-        entity, event_id = vector.entity, vector.event_id
-        if not (entity.isascii() and entity.isprintable() and event_id.isascii() and event_id.isprintable()):
-            for field, value in (("entity", entity), ("event_id", event_id)):
-                try:
-                    check_string(value)
-                except RuleError as error:
-                    raise InvalidEventError("invalid-data", f"event {event.get_id()}: invalid data: {field} {error}") from None
+        for field, value in (("entity", vector.entity), ("event_id", vector.event_id)):
+            try:
+                check_string(value)
+            except RuleError as error:
+                raise InvalidEventError("invalid-data", f"event {event.get_id()}: invalid data: {field} {error}") from None
         return vector
 
     def _predictions(
@@ -235,7 +231,7 @@ class InferenceHandler(EventHandler):
                 subject=vector.entity,
                 time=vector.event_time,
                 data=data,
-                encoded=to_json(data),
+                encoded=json_or_none(data),
             )
             predictions.append(Output(self.predictions_topic, event))
         return predictions

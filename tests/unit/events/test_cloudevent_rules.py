@@ -127,7 +127,7 @@ def test_format_keeps_fold_offsets():
         "2018-04-05T17:31:00.999999+05:30",
     ],
 )
-def test_format_writes_pydantic_datetimes_as_the_standard_ones(text):
+def test_format_pydantic_datetimes(text):
     from pydantic import TypeAdapter
 
     parsed = TypeAdapter(datetime).validate_json(f'"{text}"')
