@@ -62,19 +62,19 @@ class KafkaCheckpoints:
         self.emitter = emitter
         self.key = model_name.encode()
 
-    def save(self, handler: TrainingHandler) -> None:
-        """Write the learner and join state of the version just published and wait for the acknowledgement."""
+    def save(self, handler: TrainingHandler) -> bool:
+        """Write the learner and join state of the version just published, wait for the acknowledgement, and return whether it was written."""
         data = encode_checkpoint(handler.version or 0, handler.learner.state_dict(), handler.join_state())
         if len(data) > MAX_CHECKPOINT_BYTES:
-            # NOTE: the offsets are committed anyway, so a crash before the next written checkpoint loses
-            # the samples learned since the last one. Raising the topic's max.message.bytes avoids that.
             logger.warning(
-                "checkpoint of %d bytes is over %d; not saved, so a crash before the next checkpoint loses the samples "
-                "learned since the last one. Raise max.message.bytes of %s and MAX_CHECKPOINT_BYTES to keep it",
+                "checkpoint of %d bytes is over %d, so it is not saved and the offsets stay uncommitted until a "
+                "checkpoint is: a restart consumes again from the last one. Raise max.message.bytes of %s and "
+                "MAX_CHECKPOINT_BYTES to keep it",
                 len(data), MAX_CHECKPOINT_BYTES, self.topic,
             )
-            return
+            return False
         self.emitter.wait([self.emitter.send_raw(self.topic, self.key, data)])
+        return True
 
     def restore(self, handler: TrainingHandler, version: int) -> bool:
         """Restore the newest checkpoint; return whether one was restored.

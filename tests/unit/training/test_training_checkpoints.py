@@ -57,3 +57,30 @@ def test_join_state_resumes_exactly(make_spec, feature_event, label_event):
     assert resumed.learner.samples == original.learner.samples
     assert resumed.version == original.version
     np.testing.assert_array_equal(resumed.learner.predict_many(probe), original.learner.predict_many(probe))
+
+
+class _RecordingEmitter:
+    def __init__(self) -> None:
+        self.sent = []
+
+    def send_raw(self, topic, key, value):
+        self.sent.append((topic, key, value))
+        return None
+
+    def wait(self, futures, timeout_s=30.0):
+        pass
+
+
+def test_oversized_checkpoint_is_not_saved(elec2_spec, monkeypatch):
+    # The service commits offsets only after a checkpoint that `save` reports as written.
+    from streamml.common.settings import KafkaSettings
+    from streamml.training import checkpoints
+
+    emitter = _RecordingEmitter()
+    store = checkpoints.KafkaCheckpoints(KafkaSettings(bootstrap_servers="127.0.0.1:9"), "checkpoints", emitter, "model")
+    handler = TrainingHandler(elec2_spec)
+    assert store.save(handler) is True
+    assert len(emitter.sent) == 1
+    monkeypatch.setattr(checkpoints, "MAX_CHECKPOINT_BYTES", 10)
+    assert store.save(handler) is False
+    assert len(emitter.sent) == 1
