@@ -58,6 +58,7 @@ def test_sigkill_loses_and_repeats_nothing(victim, run, bootstrap_servers, elec2
         service = pipeline.services[victim]
         service.stop(sig=signal.SIGKILL)
         drain(time.monotonic() + 2)
+        restarted_at = service.log_path.stat().st_size
         service.start()
         producer.join()
 
@@ -65,6 +66,10 @@ def test_sigkill_loses_and_repeats_nothing(victim, run, bootstrap_servers, elec2
         while not expected <= per_id.keys() and time.monotonic() < deadline:
             drain(time.monotonic() + 1)
             pipeline.check_alive()
+        if victim == "training":
+            # Nothing downstream waits for training. Its new consumer joins the group only once the
+            # broker has expired the killed consumer's session, so wait for the assignment before the stop.
+            wait_for_assignment(service, since=restarted_at, timeout_s=120)
         drain(time.monotonic() + 5)
         learned = newest_learned_samples(pipeline.services["training"], final_samples(spec, ROWS))
     predictions.close()
@@ -86,6 +91,18 @@ def final_samples(spec, rows: int) -> int:
     block = spec.training.batch_size
     per_version = -(-spec.training.every_events // block) * block
     return rows // block * block // per_version * per_version
+
+
+def wait_for_assignment(service, since: int, timeout_s: float) -> None:
+    """Wait until a Kafka pull service logs its partition assignment after byte `since` of its log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with service.log_path.open("rb") as log:
+            log.seek(since)
+            if f"{service.service} assigned [".encode() in log.read():
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"{service.service} was not assigned its partitions within {timeout_s:.0f} s:\n{service.log_tail()}")
 
 
 def newest_learned_samples(training, expected: int, timeout_s: float = 60.0) -> int:
