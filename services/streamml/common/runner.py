@@ -107,9 +107,11 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
             runner.run(stop)
         else:
             settle_heap()
-            while not stop.wait(0.2):
+            # The first call comes before any wait: it loads inference's first model, on which readiness waits.
+            while not stop.is_set():
                 if parts.before_batch is not None:
                     parts.before_batch()
+                stop.wait(0.2)
     finally:
         if server is not None:
             server.stop()

@@ -21,6 +21,8 @@ from streamml.inference.handler import InferenceHandler
 logger = logging.getLogger(__name__)
 
 SERVICE = "inference"
+# Seconds a poll waits for a model event while no model serves yet.
+FIRST_MODEL_WAIT_S = 0.2
 
 
 class ModelFeed:
@@ -50,7 +52,13 @@ class ModelFeed:
         if not self._assigned and not self._assign():
             time.sleep(timeout_s)
             return
-        messages = self._consumer.consume(num_messages=100, timeout=timeout_s)
+        if self.handler.ready():
+            messages = self._consumer.consume(num_messages=100, timeout=timeout_s)
+        else:
+            # Until a model serves, return as soon as the first model event arrives: `consume`
+            # waits out its timeout for a full batch, and the callers poll only every 0.2 s.
+            first = self._consumer.poll(max(timeout_s, FIRST_MODEL_WAIT_S))
+            messages = [] if first is None else [first, *self._consumer.consume(num_messages=99, timeout=0)]
         newest = {}
         for message in messages:
             if message.error() is not None:
