@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timezone
 from typing import Any
@@ -506,14 +506,18 @@ def wait_for_topics(settings: KafkaSettings, topics: Sequence[str], stop: thread
         stop.wait(1.0)
 
 
-def read_compacted(settings: KafkaSettings, topic: str, timeout_s: float = 10.0) -> list[Message]:
-    """Read a topic from the beginning to its current end, outside any consumer group."""
+def read_compacted(settings: KafkaSettings, topic: str, timeout_s: float = 10.0) -> Iterator[Message]:
+    """Yield a topic's records from the beginning to its end at the call, outside any consumer group.
+
+    Raises TimeoutError when no record arrives for `timeout_s` before the end is reached, so a
+    caller never rebuilds its state from part of the topic.
+    """
     consumer = Consumer(consumer_config(settings, group_id="streamml-reader", **{"enable.auto.offset.store": False}))
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s)
         described = metadata.topics.get(topic)
         if described is None or described.error is not None or not described.partitions:
-            return []
+            return
         partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in described.partitions]
         ends = {}
         for partition in partitions:
@@ -521,18 +525,26 @@ def read_compacted(settings: KafkaSettings, topic: str, timeout_s: float = 10.0)
             if high > low:
                 ends[partition.partition] = high
         if not ends:
-            return []
+            return
         consumer.assign([p for p in partitions if p.partition in ends])
-        messages: list[Message] = []
-        deadline = time.monotonic() + timeout_s
+        reached: dict[int, int] = {}
         done: set[int] = set()
-        while len(done) < len(ends) and time.monotonic() < deadline:
+        deadline = time.monotonic() + timeout_s
+        while len(done) < len(ends):
+            if time.monotonic() > deadline:
+                behind = ", ".join(f"[{p}] at {reached.get(p, 0)} of {end}" for p, end in sorted(ends.items()) if p not in done)
+                raise TimeoutError(
+                    f"reading {topic} from the beginning timed out: no record for {timeout_s:.0f} s with partitions {behind}; "
+                    "check that the brokers are reachable and serve this topic, then start again"
+                )
             for message in consumer.consume(num_messages=500, timeout=0.2):
                 if message.error() is not None:
                     continue
-                messages.append(message)
-                if message.offset() + 1 >= ends[message.partition()]:
-                    done.add(message.partition())
-        return messages
+                deadline = time.monotonic() + timeout_s
+                partition = message.partition()
+                reached[partition] = message.offset() + 1
+                yield message
+                if message.offset() + 1 >= ends[partition]:
+                    done.add(partition)
     finally:
         consumer.close()

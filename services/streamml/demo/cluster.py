@@ -28,6 +28,7 @@ from streamml.common.spec import PipelineSpec
 logger = logging.getLogger(__name__)
 
 SERVICES = ("ingestion", "features", "training", "inference")
+CHECKPOINT_SEGMENT_BYTES = 64 * 1024 * 1024
 
 
 def create_topics(
@@ -44,6 +45,10 @@ def create_topics(
     new_topics = []
     for role in roles:
         config = {"cleanup.policy": "compact"} if role in compacted else {}
+        if role == "checkpoints":
+            # Compaction never touches the active segment, which rolls at 1 GiB by default, and a
+            # restart reads the whole topic: smaller segments let superseded checkpoints go sooner.
+            config["segment.bytes"] = str(CHECKPOINT_SEGMENT_BYTES)
         count = 1 if role in compacted else partitions
         new_topics.append(NewTopic(spec.topic(role), num_partitions=count, replication_factor=replication_factor, config=config))
     created = []

@@ -13,8 +13,10 @@ which loads tensors, numbers, strings and containers only, never arbitrary objec
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import uuid
 from typing import Any
 
 import numpy as np
@@ -26,8 +28,9 @@ from streamml.training.handler import TrainingHandler
 
 logger = logging.getLogger(__name__)
 
-# Brokers reject records over message.max.bytes (1 MiB by default); larger states are not checkpointed.
-MAX_CHECKPOINT_BYTES = 900 * 1024
+# Brokers reject records over message.max.bytes (1 MiB by default), so a larger checkpoint is
+# written as parts of this size, then a manifest that names them.
+PART_BYTES = 512 * 1024
 
 
 def _to_tensors(value: Any) -> Any:
@@ -53,28 +56,48 @@ def decode_checkpoint(data: bytes) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint's manifest names parts that the checkpoints topic does not contain as written."""
+
+
 class KafkaCheckpoints:
-    """Saves and restores one model's learner state on a compacted topic."""
+    """Saves and restores one model's learner state on a compacted topic.
+
+    A checkpoint up to `PART_BYTES` is one record keyed by the model name. A larger one is
+    written as parts keyed `<model>/<checkpoint id>/<index>` (model names contain no slash), and once the brokers acknowledged
+    every part, a manifest keyed by the model name names them with their length and SHA-256.
+    A part key is never written twice, so compaction cannot replace the parts of the newest
+    manifest. Parts that no manifest names any more are deleted with tombstones.
+    """
 
     def __init__(self, settings: KafkaSettings, topic: str, emitter: Emitter, model_name: str) -> None:
         self.settings = settings
         self.topic = topic
         self.emitter = emitter
         self.key = model_name.encode()
+        self._part_prefix = self.key + b"/"
+        # Part keys of the newest checkpoint, deleted once a newer checkpoint is acknowledged.
+        self._parts: list[bytes] = []
 
-    def save(self, handler: TrainingHandler) -> bool:
-        """Write the learner and join state of the version just published, wait for the acknowledgement, and return whether it was written."""
+    def save(self, handler: TrainingHandler) -> None:
+        """Write the learner and join state of the version just published, and wait for the acknowledgement."""
         data = encode_checkpoint(handler.version or 0, handler.learner.state_dict(), handler.join_state())
-        if len(data) > MAX_CHECKPOINT_BYTES:
-            logger.warning(
-                "checkpoint of %d bytes is over %d, so it is not saved and the offsets stay uncommitted until a "
-                "checkpoint is: a restart consumes again from the last one. Raise max.message.bytes of %s and "
-                "MAX_CHECKPOINT_BYTES to keep it",
-                len(data), MAX_CHECKPOINT_BYTES, self.topic,
-            )
-            return False
-        self.emitter.wait([self.emitter.send_raw(self.topic, self.key, data)])
-        return True
+        if len(data) <= PART_BYTES:
+            self.emitter.wait([self.emitter.send_raw(self.topic, self.key, data)])
+            self._replace_parts([])
+            return
+        checkpoint_id = uuid.uuid4().hex
+        keys = [self._part_prefix + f"{checkpoint_id}/{index}".encode() for index in range(-(-len(data) // PART_BYTES))]
+        self.emitter.wait([
+            self.emitter.send_raw(self.topic, key, data[index * PART_BYTES : (index + 1) * PART_BYTES])
+            for index, key in enumerate(keys)
+        ])
+        manifest = {"id": checkpoint_id, "parts": len(keys), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        buffer = io.BytesIO()
+        torch.save({"manifest": manifest}, buffer)
+        self.emitter.wait([self.emitter.send_raw(self.topic, self.key, buffer.getvalue())])
+        logger.debug("wrote a checkpoint of %d bytes in %d parts on %s", len(data), len(keys), self.topic)
+        self._replace_parts(keys)
 
     def restore(self, handler: TrainingHandler, version: int) -> bool:
         """Restore the newest checkpoint; return whether one was restored.
@@ -83,15 +106,33 @@ class KafkaCheckpoints:
         written before its offsets were committed, so one of an older version is still exact:
         the records after it are consumed again and the versions after it published again with
         the same numbers. A checkpoint without join state is restored only at `version`.
+        Raises CheckpointError when the newest checkpoint's parts are missing or damaged.
         """
-        newest = None
+        newest: bytes | None = None
+        parts: dict[bytes, bytes] = {}
         for message in read_compacted(self.settings, self.topic):
-            if message.key() == self.key:
-                newest = message.value()
+            key, value = message.key(), message.value()
+            if key == self.key:
+                newest = value
+            elif key is not None and key.startswith(self._part_prefix):
+                if value is None:
+                    parts.pop(key, None)
+                else:
+                    parts[key] = value
         if newest is None:
+            self._delete(list(parts))
             logger.warning("no checkpoint of %s on %s: learning restarts from an untrained model", self.key.decode(), self.topic)
             return False
         saved = decode_checkpoint(newest)
+        manifest = saved.get("manifest")
+        current: list[bytes] = []
+        if manifest is not None:
+            current = [self._part_prefix + f"{manifest['id']}/{index}".encode() for index in range(manifest["parts"])]
+            saved = decode_checkpoint(self._assemble(manifest, current, parts))
+        # Parts that the newest checkpoint does not name belong to older checkpoints, or to a
+        # checkpoint whose writer crashed before it wrote the manifest.
+        self._delete([key for key in parts if key not in set(current)])
+        self._parts = current
         join_state = saved.get("join")
         usable = saved["version"] <= version if join_state is not None else saved["version"] == version
         if not usable:
@@ -102,3 +143,30 @@ class KafkaCheckpoints:
             return False
         handler.restore(saved["learner"], saved["version"], join_state)
         return True
+
+    def _assemble(self, manifest: dict[str, Any], keys: list[bytes], parts: dict[bytes, bytes]) -> bytes:
+        missing = [key.decode() for key in keys if key not in parts]
+        if missing:
+            raise CheckpointError(
+                f"the newest checkpoint of {self.key.decode()} on {self.topic} names {len(keys)} parts, and {len(missing)} are "
+                f"missing, for example {missing[0]}: the topic lost acknowledged records. To learn again from the start, "
+                "delete the checkpoint record and reset the training consumer group's offsets to the earliest"
+            )
+        data = b"".join(parts[key] for key in keys)
+        if len(data) != manifest["bytes"] or hashlib.sha256(data).hexdigest() != manifest["sha256"]:
+            raise CheckpointError(
+                f"the newest checkpoint of {self.key.decode()} on {self.topic} has {len(data)} bytes in its parts, which do not "
+                f"match its manifest ({manifest['bytes']} bytes, SHA-256 {manifest['sha256']}). To learn again from the start, "
+                "delete the checkpoint record and reset the training consumer group's offsets to the earliest"
+            )
+        return data
+
+    def _replace_parts(self, keys: list[bytes]) -> None:
+        """Delete the parts of the previous checkpoint, and keep `keys` as those of the current one."""
+        self._delete(self._parts)
+        self._parts = keys
+
+    def _delete(self, keys: list[bytes]) -> None:
+        for key in keys:
+            # Not waited for: a part whose tombstone fails is deleted by the next restore.
+            self.emitter.send_raw(self.topic, key, None)

@@ -157,9 +157,20 @@ class TrainingHandler(EventHandler):
         is still skipped.
         """
         width = self.extractor.width
+        features, labels = self._pending_features, self._pending_labels
+        # Columns rather than one entry per record: torch.save writes each array as a storage of its
+        # own, which took about 290 bytes per waiting vector of three values.
         return {
-            "pending_features": [[event_id, order, vector] for event_id, (order, vector) in self._pending_features.items()],
-            "pending_labels": [[event_id, order, float(target)] for event_id, (order, target) in self._pending_labels.items()],
+            "pending_features": {
+                "ids": list(features),
+                "orders": [order for order, _ in features.values()],
+                "values": np.stack([vector for _, vector in features.values()]) if features else np.empty((0, width), dtype=np.float32),
+            },
+            "pending_labels": {
+                "ids": list(labels),
+                "orders": [order for order, _ in labels.values()],
+                "targets": [float(target) for _, target in labels.values()],
+            },
             "block_x": np.stack(self._block_x) if self._block_x else np.empty((0, width), dtype=np.float32),
             "block_y": [float(target) for target in self._block_y],
             "block_scored": self._block_scored,
@@ -188,8 +199,14 @@ class TrainingHandler(EventHandler):
         def array(value: Any) -> np.ndarray:
             return value.numpy() if hasattr(value, "numpy") else np.asarray(value, dtype=np.float32)
 
-        self._pending_features = OrderedDict((event_id, (int(order), array(vector))) for event_id, order, vector in state["pending_features"])
-        self._pending_labels = OrderedDict((event_id, (int(order), float(target))) for event_id, order, target in state["pending_labels"])
+        features, labels = state["pending_features"], state["pending_labels"]
+        if isinstance(features, dict):
+            rows = array(features["values"])
+            features = zip(features["ids"], features["orders"], rows)
+            labels = zip(labels["ids"], labels["orders"], labels["targets"])
+        # Otherwise a checkpoint of an earlier release, with one [id, order, value] entry per record.
+        self._pending_features = OrderedDict((event_id, (int(order), array(vector))) for event_id, order, vector in features)
+        self._pending_labels = OrderedDict((event_id, (int(order), float(target))) for event_id, order, target in labels)
         self._block_x = list(array(state["block_x"]))
         self._block_y = [float(target) for target in state["block_y"]]
         self._block_scored = int(state["block_scored"])

@@ -54,12 +54,9 @@ def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
     saved = [handler.version]
 
     def save_if_published() -> None:
-        """Checkpoint the learner once a new version is acknowledged on the models topic.
-
-        A checkpoint too large to write leaves `saved` as it was, so the offsets are not
-        committed past what the last written checkpoint contains, and the next version tries again.
-        """
-        if handler.version != saved[0] and checkpoints.save(handler):
+        """Checkpoint the learner once a new version is acknowledged on the models topic."""
+        if handler.version != saved[0]:
+            checkpoints.save(handler)
             saved[0] = handler.version
 
     def checkpointed() -> bool:

@@ -59,28 +59,19 @@ def test_join_state_resumes_exactly(make_spec, feature_event, label_event):
     np.testing.assert_array_equal(resumed.learner.predict_many(probe), original.learner.predict_many(probe))
 
 
-class _RecordingEmitter:
-    def __init__(self) -> None:
-        self.sent = []
+def test_join_state_of_earlier_release_restores(make_spec, feature_event, label_event):
+    """Checkpoints written before the columnar join state kept one [id, order, value] entry per record."""
+    spec = make_spec(training={"every_events": 40, "batch_size": 16})
+    original = TrainingHandler(spec)
+    original.handle_batch([feature_event(spec, "r1", [0.1, 0.2, 0.3]), label_event("r2", "yes")])
+    state = original.join_state()
+    features, labels = state["pending_features"], state["pending_labels"]
+    state["pending_features"] = [list(entry) for entry in zip(features["ids"], features["orders"], features["values"])]
+    state["pending_labels"] = [list(entry) for entry in zip(labels["ids"], labels["orders"], labels["targets"])]
+    saved = decode_checkpoint(encode_checkpoint(original.version or 0, original.learner.state_dict(), state))
+    resumed = TrainingHandler(spec)
+    resumed.restore(saved["learner"], saved["version"], saved["join"])
 
-    def send_raw(self, topic, key, value):
-        self.sent.append((topic, key, value))
-        return None
-
-    def wait(self, futures, timeout_s=30.0):
-        pass
-
-
-def test_oversized_checkpoint_is_not_saved(elec2_spec, monkeypatch):
-    # The service commits offsets only after a checkpoint that `save` reports as written.
-    from streamml.common.settings import KafkaSettings
-    from streamml.training import checkpoints
-
-    emitter = _RecordingEmitter()
-    store = checkpoints.KafkaCheckpoints(KafkaSettings(bootstrap_servers="127.0.0.1:9"), "checkpoints", emitter, "model")
-    handler = TrainingHandler(elec2_spec)
-    assert store.save(handler) is True
-    assert len(emitter.sent) == 1
-    monkeypatch.setattr(checkpoints, "MAX_CHECKPOINT_BYTES", 10)
-    assert store.save(handler) is False
-    assert len(emitter.sent) == 1
+    assert resumed.pending == (1, 1)
+    assert resumed.join_state()["pending_labels"] == original.join_state()["pending_labels"]
+    np.testing.assert_array_equal(resumed.join_state()["pending_features"]["values"], features["values"])
