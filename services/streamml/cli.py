@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from streamml.common.errors import KafkaUnreachableError, SpecError
+from streamml.common.errors import KafkaUnreachableError, SpecError, StateError
 
 logger = logging.getLogger("streamml")
 
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as error:
         print(f"streamml: {error}", file=sys.stderr)
         return 2
-    except KafkaUnreachableError as error:
+    except (KafkaUnreachableError, StateError) as error:
         print(f"streamml: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@
 | `InvalidEventError`    | dead-letter, then commit    | 400       |
 | `RetriableError`       | retry with backoff          | 503       |
 | `SpecError`            | the service does not start  | n/a       |
+| `StateError`           | the service does not start  | n/a       |
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ class StreammlError(Exception):
 
 class SpecError(StreammlError):
     """The pipeline spec file is missing, unreadable or invalid."""
+
+
+class StateError(StreammlError):
+    """State that a service restores at start from Kafka is incomplete or damaged, so it does not start."""
 
 
 class InvalidEventError(StreammlError):

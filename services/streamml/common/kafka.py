@@ -20,7 +20,7 @@ from cloudevents.core.v1.event import CloudEvent
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streamml.common.deadletter import dead_letter_output
-from streamml.common.errors import InvalidEventError, RetriableError
+from streamml.common.errors import InvalidEventError, RetriableError, StateError
 from streamml.common.events import KafkaHeaders, Output, from_kafka, header_event_id, to_kafka
 from streamml.common.handler import EventHandler
 from streamml.common.logs import event_fields
@@ -509,7 +509,7 @@ def wait_for_topics(settings: KafkaSettings, topics: Sequence[str], stop: thread
 def read_compacted(settings: KafkaSettings, topic: str, timeout_s: float = 10.0) -> Iterator[Message]:
     """Yield a topic's records from the beginning to its end at the call, outside any consumer group.
 
-    Raises TimeoutError when no record arrives for `timeout_s` before the end is reached, so a
+    Raises StateError when no record arrives for `timeout_s` before the end is reached, so a
     caller never rebuilds its state from part of the topic.
     """
     consumer = Consumer(consumer_config(settings, group_id="streamml-reader", **{"enable.auto.offset.store": False}))
@@ -533,7 +533,7 @@ def read_compacted(settings: KafkaSettings, topic: str, timeout_s: float = 10.0)
         while len(done) < len(ends):
             if time.monotonic() > deadline:
                 behind = ", ".join(f"[{p}] at {reached.get(p, 0)} of {end}" for p, end in sorted(ends.items()) if p not in done)
-                raise TimeoutError(
+                raise StateError(
                     f"reading {topic} from the beginning timed out: no record for {timeout_s:.0f} s with partitions {behind}; "
                     "check that the brokers are reachable and serve this topic, then start again"
                 )

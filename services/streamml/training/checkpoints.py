@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamml.common.errors import StateError
 from streamml.common.kafka import Emitter, read_compacted
 from streamml.common.settings import KafkaSettings
 from streamml.training.handler import TrainingHandler
@@ -56,7 +57,7 @@ def decode_checkpoint(data: bytes) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(StateError):
     """A checkpoint's manifest names parts that the checkpoints topic does not contain as written."""
 
 
