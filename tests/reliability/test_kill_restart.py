@@ -67,8 +67,7 @@ def test_sigkill_loses_and_repeats_nothing(victim, run, bootstrap_servers, elec2
             drain(time.monotonic() + 1)
             pipeline.check_alive()
         if victim == "training":
-            # Nothing downstream waits for training. Its new consumer joins the group only once the
-            # broker has expired the killed consumer's session, so wait for the assignment before the stop.
+            # Nothing downstream waits for training, so the stop waits for its new consumer's assignment.
             wait_for_assignment(service, since=restarted_at, timeout_s=120)
         drain(time.monotonic() + 5)
         learned = newest_learned_samples(pipeline.services["training"], final_samples(spec, ROWS))

@@ -282,6 +282,7 @@ class PullRunner:
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
         commit_gate: Callable[[], bool] | None = None,
         lag_interval_ms: int = 5000,
+        group_instance_id: str | None = None,
     ) -> None:
         self.handler = handler
         self.service = service
@@ -296,11 +297,13 @@ class PullRunner:
         self.commit_gate = commit_gate
         self.metrics = AdapterMetrics(service, "kafka")
         self.tracer = event_tracer()
-        statistics: dict[str, Any] = {}
+        overrides: dict[str, Any] = {}
         if lag_interval_ms > 0:
             # librdkafka calls stats_cb from consume(), on this runner's thread.
-            statistics = {"statistics.interval.ms": lag_interval_ms, "stats_cb": self._on_statistics}
-        self.consumer = Consumer(consumer_config(settings, group_id, **statistics))
+            overrides = {"statistics.interval.ms": lag_interval_ms, "stats_cb": self._on_statistics}
+        if group_instance_id is not None:
+            overrides["group.instance.id"] = group_instance_id
+        self.consumer = Consumer(consumer_config(settings, group_id, **overrides))
         self._lag_partitions: set[tuple[str, int]] = set()
         self.processed = 0
         self.dead_lettered = 0
@@ -424,7 +427,9 @@ class PullRunner:
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.fatal():
+                # librdkafka reports a fatal error, such as a static member fenced by another
+                # process with its group.instance.id, as a message with code _FATAL.
+                if error.fatal() or error.code() == KafkaError._FATAL:
                     raise KafkaException(error)
                 self.metrics.error("consumer")
                 logger.warning("%s: consumer error at %s: %s", self.service, where(message), error, extra=message_fields(message))

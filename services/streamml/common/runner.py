@@ -38,6 +38,10 @@ class ServiceParts:
     on_assign: Callable[[list[TopicPartition]], None] | None = None
     # Pull mode: called after each batch's outputs are acknowledged; offsets are committed only when it returns True.
     commit_gate: Callable[[], bool] | None = None
+    # Pull mode, for a service that runs one process per pipeline: the consumer is a static group
+    # member named by the group id. A restarted process then gets the partitions at once, not
+    # after the broker expires the killed process's session, and a second process fences the first.
+    single_instance: bool = False
 
 
 def wait_for_kafka(emitter: Emitter, settings: ServiceSettings, stop: threading.Event) -> None:
@@ -88,11 +92,13 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
         logger.info("%s listening on http://%s:%d/ in %s mode", parts.service, settings.http_host, port, settings.mode)
     try:
         if settings.mode == "pull":
+            group_id = settings.group_id or f"streamml-{parts.service}-{spec.name}"
             runner = PullRunner(
                 parts.handler,
                 service=parts.service,
                 settings=settings.kafka,
-                group_id=settings.group_id or f"streamml-{parts.service}-{spec.name}",
+                group_id=group_id,
+                group_instance_id=group_id if parts.single_instance else None,
                 topics=parts.input_topics,
                 dead_letter_topic=spec.topic("dead_letter"),
                 emitter=emitter,

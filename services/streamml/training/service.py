@@ -77,6 +77,7 @@ def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
         commit_gate=checkpointed,
         after_handle=save_if_published,
         is_ready=emitter.connected,
+        single_instance=True,
     )
     run_service(parts, settings, spec, emitter, stop)
     features, labels = handler.pending
