@@ -35,6 +35,37 @@ def latest_published_version(settings: TrainingSettings, spec: PipelineSpec) -> 
     return newest
 
 
+class CommitGate:
+    """Gate that checkpoints each new version and allows an offset commit only right after a checkpoint.
+
+    The pull runner consumes a batch, handles it, waits for the outputs, and then calls
+    `save_if_published` and `allows_commit`. A checkpoint contains every record handled before
+    it, so the commit that follows covers nothing it lacks. A version published on the time
+    cadence comes from a pass without records, and the next batch is not in its checkpoint,
+    so a new batch closes the window that such a checkpoint opened.
+    """
+
+    def __init__(self, handler: TrainingHandler, checkpoints: KafkaCheckpoints) -> None:
+        self.handler = handler
+        self.checkpoints = checkpoints
+        self.saved = handler.version
+        self.checkpoint_covers_batch = False
+
+    def batch_started(self) -> None:
+        self.checkpoint_covers_batch = False
+
+    def save_if_published(self) -> None:
+        """Checkpoint the learner once a new version is acknowledged on the models topic."""
+        if self.handler.version != self.saved:
+            self.checkpoints.save(self.handler)
+            self.saved = self.handler.version
+            self.checkpoint_covers_batch = True
+
+    def allows_commit(self) -> bool:
+        allowed, self.checkpoint_covers_batch = self.checkpoint_covers_batch, False
+        return allowed
+
+
 def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
     """Run until `stop` is set, then drain: finish the batch, flush and commit."""
     import torch
@@ -51,31 +82,16 @@ def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
     elif not checkpoints.restore(handler, published):
         handler.version = published
 
-    saved = [handler.version]
-
-    def save_if_published() -> None:
-        """Checkpoint the learner once a new version is acknowledged on the models topic."""
-        if handler.version != saved[0]:
-            checkpoints.save(handler)
-            saved[0] = handler.version
-
-    def checkpointed() -> bool:
-        """Allow an offset commit only right after a checkpoint, which contains everything consumed so far."""
-        checkpoint = saved[0]
-        if committed[0] == checkpoint:
-            return False
-        committed[0] = checkpoint
-        return True
-
-    committed = [handler.version]
+    gate = CommitGate(handler, checkpoints)
 
     parts = ServiceParts(
         service=SERVICE,
         handler=handler,
         input_topics=[spec.topic("features"), spec.topic("labels")],
-        on_outputs=lambda outputs: save_if_published(),
-        commit_gate=checkpointed,
-        after_handle=save_if_published,
+        before_batch=gate.batch_started,
+        on_outputs=lambda outputs: gate.save_if_published(),
+        commit_gate=gate.allows_commit,
+        after_handle=gate.save_if_published,
         is_ready=emitter.connected,
         single_instance=True,
     )
