@@ -146,18 +146,21 @@ class AdapterMetrics:
         ingested_at: Iterable[float],
         dead_letter_topic: str,
         observe_batch: bool = True,
+        acknowledged: tuple[float, float] | None = None,
     ) -> None:
         """Count a batch whose outputs Kafka acknowledged. `started` is a `time.perf_counter()` value.
 
         `ingested_at` contains the Unix time at which each handled input entered the
         pipeline. Outputs to `dead_letter_topic` count as dead letters by reason.
+        `acknowledged` is (`time.perf_counter()`, `time.time()`) when the acknowledgement came,
+        for a caller that counts the batch later; by default it is now.
         """
         self._received.inc(received)
         if observe_batch:
             self._batch_size.observe(received)
         self.emitted(outputs, dead_letter_topic)
-        self._processing.observe(time.perf_counter() - started)
-        now = time.time()
+        finished, now = acknowledged if acknowledged is not None else (time.perf_counter(), time.time())
+        self._processing.observe(finished - started)
         observe_all(self._end_to_end, [max(0.0, now - entered) for entered in ingested_at])
 
     def emitted(self, outputs: Sequence[Output], dead_letter_topic: str) -> None:

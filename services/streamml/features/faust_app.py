@@ -45,6 +45,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -233,12 +234,18 @@ class FeaturesProcessor:
             except Exception as error:
                 await self.app.crash(error)
                 return
+            done = _Done(outputs, owners, traces, started, [])
             try:
-                deliveries = [asyncio.wrap_future(future) for future in emitter.send_all(outputs)]
+                futures = emitter.send_all(outputs)
             except Exception as error:
                 await self.app.crash(error)
                 return
-            delivered = self._ack_when_delivered(batch, origins, deliveries, _Done(outputs, owners, traces, started))
+            for future in futures:
+                # The callback runs on the emitter's delivery thread. The event loop may handle the batch's
+                # acknowledgement later, after the next batches, so the latencies use this time.
+                future.add_done_callback(done.note_acknowledgement)
+            deliveries = [asyncio.wrap_future(future) for future in futures]
+            delivered = self._ack_when_delivered(batch, origins, deliveries, done)
             self.processed += len(batch)
             if delivered is not None:
                 unacknowledged.append((delivered, len(outputs)))
@@ -425,7 +432,8 @@ class FeaturesProcessor:
         for trace in done.traces:
             trace.end()
             ingested.extend(trace.ingested_at)
-        self.metrics.batch_done(len(batch), done.outputs, done.started, ingested, self.dead_letter_topic)
+        acknowledged = done.acknowledged[-1] if done.acknowledged else None
+        self.metrics.batch_done(len(batch), done.outputs, done.started, ingested, self.dead_letter_topic, acknowledged=acknowledged)
 
     async def refresh_lag(self) -> None:
         """Refresh the lag gauges of the raw partitions assigned to this worker."""
@@ -451,6 +459,11 @@ class _Done(NamedTuple):
     owners: list[tuple[Origin, str | None]]
     traces: list[BatchTrace]
     started: float
+    #: (`time.perf_counter()`, `time.time()`) when the brokers acknowledged the outputs, once they have.
+    acknowledged: list[tuple[float, float]]
+
+    def note_acknowledgement(self, future: Future) -> None:
+        self.acknowledged.append((time.perf_counter(), time.time()))
 
 
 class WriteBehind(MutableMapping):
