@@ -240,7 +240,11 @@ def test_end_to_end_latency_grows_along_pipeline(run):
         (count,) = samples(text, "streamml_end_to_end_latency_seconds_count")
         return total.value / count.value
 
-    assert 0 < mean("ingestion") < mean("features") < mean("inference") < 60
+    # A service observes a batch's inputs once every output of the batch is acknowledged. The
+    # features worker's batches write vectors and labels, and inference can handle a vector before
+    # the labels of its batch are acknowledged, so only ingestion comes before the other two.
+    assert 0 < mean("ingestion") < mean("features") < 60
+    assert mean("ingestion") < mean("inference") < 60
 
 
 def test_inference_model_version_and_age(run):
