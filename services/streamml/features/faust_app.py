@@ -563,6 +563,9 @@ def build_app(spec: PipelineSpec, settings: FeaturesAppSettings) -> faust.App:
         broker_credentials=settings.credentials,
         key_serializer="raw",
         value_serializer="raw",
+        # One worker per pipeline: as a static group member it takes the partitions over at once
+        # after a restart, instead of after the broker expires the killed worker's session.
+        consumer_group_instance_id=app_id,
     )
     # key_type=str and value_type=None make faust serialize keys and values as JSON.
     table = app.Table(
