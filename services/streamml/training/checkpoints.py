@@ -132,7 +132,8 @@ class KafkaCheckpoints:
             saved = decode_checkpoint(self._assemble(manifest, current, parts))
         # Parts that the newest checkpoint does not name belong to older checkpoints, or to a
         # checkpoint whose writer crashed before it wrote the manifest.
-        self._delete([key for key in parts if key not in set(current)])
+        named = set(current)
+        self._delete([key for key in parts if key not in named])
         self._parts = current
         join_state = saved.get("join")
         usable = saved["version"] <= version if join_state is not None else saved["version"] == version
