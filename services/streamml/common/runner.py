@@ -98,7 +98,7 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
                 service=parts.service,
                 settings=settings.kafka,
                 group_id=group_id,
-                group_instance_id=group_id if parts.single_instance else None,
+                group_instance_id=settings.group_instance_id or (group_id if parts.single_instance else None),
                 topics=parts.input_topics,
                 dead_letter_topic=spec.topic("dead_letter"),
                 emitter=emitter,

@@ -151,6 +151,12 @@ class ServiceSettings(BaseSettings):
         default=None, ge=0, le=65535, description="Port of the HTTP face; unset: 8080 in push mode, no HTTP in pull mode."
     )
     group_id: str | None = Field(default=None, description="Consumer group; default streamml-<service>-<pipeline>.")
+    group_instance_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Pull mode: static group membership under this id, unique per process (a StatefulSet pod name); "
+        "training and features default to their group id.",
+    )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest accepted HTTP body, in bytes.")
     max_inflight_requests: int = Field(default=64, gt=0, description="HTTP requests served at once; more get 429.")
     http_bearer_token: SecretStr | None = Field(

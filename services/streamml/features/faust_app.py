@@ -98,6 +98,8 @@ class FeaturesAppSettings:
 
     bootstrap_servers: str = "127.0.0.1:9092"
     app_id: str | None = None
+    # Static group membership id of the worker's consumer; None uses the app id.
+    group_instance_id: str | None = None
     data_dir: Path = DEFAULT_DATA_DIR
     partitions: int = 1
     replication_factor: int = 1
@@ -565,7 +567,7 @@ def build_app(spec: PipelineSpec, settings: FeaturesAppSettings) -> faust.App:
         value_serializer="raw",
         # One worker per pipeline: as a static group member it takes the partitions over at once
         # after a restart, instead of after the broker expires the killed worker's session.
-        consumer_group_instance_id=app_id,
+        consumer_group_instance_id=settings.group_instance_id or app_id,
     )
     # key_type=str and value_type=None make faust serialize keys and values as JSON.
     table = app.Table(

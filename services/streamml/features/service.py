@@ -51,6 +51,7 @@ def run_features(settings: FeaturesSettings, stop: threading.Event) -> int:
     app_settings = FeaturesAppSettings(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         app_id=settings.group_id,
+        group_instance_id=settings.group_instance_id,
         data_dir=settings.data_dir,
         partitions=partitions,
         processing_guarantee=settings.processing_guarantee,
