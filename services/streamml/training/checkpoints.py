@@ -65,8 +65,9 @@ class KafkaCheckpoints:
     """Saves and restores one model's learner state on a compacted topic.
 
     A checkpoint up to `PART_BYTES` is one record keyed by the model name. A larger one is
-    written as parts keyed `<model>/<checkpoint id>/<index>` (model names contain no slash), and once the brokers acknowledged
-    every part, a manifest keyed by the model name names them with their length and SHA-256.
+    written as parts keyed `<model>/<checkpoint id>/<index>` (model names contain no slash).
+    Once the brokers acknowledged every part, a manifest keyed by the model name names them
+    with their total length and SHA-256.
     A part key is never written twice, so compaction cannot replace the parts of the newest
     manifest. Parts that no manifest names any more are deleted with tombstones.
     """
@@ -88,7 +89,7 @@ class KafkaCheckpoints:
             self._replace_parts([])
             return
         checkpoint_id = uuid.uuid4().hex
-        keys = [self._part_prefix + f"{checkpoint_id}/{index}".encode() for index in range(-(-len(data) // PART_BYTES))]
+        keys = self._part_keys(checkpoint_id, -(-len(data) // PART_BYTES))
         self.emitter.wait([
             self.emitter.send_raw(self.topic, key, data[index * PART_BYTES : (index + 1) * PART_BYTES])
             for index, key in enumerate(keys)
@@ -128,7 +129,7 @@ class KafkaCheckpoints:
         manifest = saved.get("manifest")
         current: list[bytes] = []
         if manifest is not None:
-            current = [self._part_prefix + f"{manifest['id']}/{index}".encode() for index in range(manifest["parts"])]
+            current = self._part_keys(manifest["id"], manifest["parts"])
             saved = decode_checkpoint(self._assemble(manifest, current, parts))
         # Parts that the newest checkpoint does not name belong to older checkpoints, or to a
         # checkpoint whose writer crashed before it wrote the manifest.
@@ -145,6 +146,9 @@ class KafkaCheckpoints:
             return False
         handler.restore(saved["learner"], saved["version"], join_state)
         return True
+
+    def _part_keys(self, checkpoint_id: str, count: int) -> list[bytes]:
+        return [self._part_prefix + f"{checkpoint_id}/{index}".encode() for index in range(count)]
 
     def _assemble(self, manifest: dict[str, Any], keys: list[bytes], parts: dict[bytes, bytes]) -> bytes:
         missing = [key.decode() for key in keys if key not in parts]
