@@ -281,6 +281,7 @@ class PullRunner:
         on_outputs: Callable[[list[Output]], None] | None = None,
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
         commit_gate: Callable[[], bool] | None = None,
+        on_drain: Callable[[], bool] | None = None,
         lag_interval_ms: int = 5000,
         group_instance_id: str | None = None,
     ) -> None:
@@ -295,6 +296,7 @@ class PullRunner:
         self.on_outputs = on_outputs
         self.on_assign = on_assign
         self.commit_gate = commit_gate
+        self.on_drain = on_drain
         self.metrics = AdapterMetrics(service, "kafka")
         self.tracer = event_tracer()
         overrides: dict[str, Any] = {}
@@ -325,6 +327,8 @@ class PullRunner:
                     self.before_batch()
                 messages = self.consumer.consume(num_messages=self.batch_size, timeout=self.batch_timeout_s)
                 self._process(messages)
+            if self.on_drain is not None and self.on_drain():
+                self._commit_at_stop()
         finally:
             self.consumer.close()
             self._lag_partitions = set_partition_lags(self.service, {}, self._lag_partitions)
@@ -456,6 +460,16 @@ class PullRunner:
                 "%s: offset commit of %s failed, the next batch retries it: %s",
                 self.service, describe_batch(messages), error, extra=batch_fields(messages),
             )
+
+    def _commit_at_stop(self) -> None:
+        try:
+            self.consumer.commit(asynchronous=False)
+        except KafkaException as error:
+            # _NO_OFFSET: the last batch's commit already covered every record consumed.
+            if error.args[0].code() != KafkaError._NO_OFFSET:
+                self.metrics.error("commit")
+                logger.warning("%s: offset commit at stop failed, so the records since the last commit are consumed again: %s",
+                               self.service, error)
 
     def _dead_letter(self, message: Message, error: InvalidEventError, event_id: str | None) -> Output:
         self.dead_lettered += 1

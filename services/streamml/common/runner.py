@@ -38,6 +38,8 @@ class ServiceParts:
     on_assign: Callable[[list[TopicPartition]], None] | None = None
     # Pull mode: called after each batch's outputs are acknowledged; offsets are committed only when it returns True.
     commit_gate: Callable[[], bool] | None = None
+    # Pull mode: called once at a clean stop, after the last batch; the offsets are committed when it returns True.
+    on_drain: Callable[[], bool] | None = None
     # Pull mode, for a service that runs one process per pipeline: the consumer is a static group
     # member named by the group id. A restarted process then gets the partitions at once, not
     # after the broker expires the killed process's session, and a second process fences the first.
@@ -108,6 +110,7 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
                 on_outputs=parts.on_outputs,
                 on_assign=parts.on_assign,
                 commit_gate=parts.commit_gate,
+                on_drain=parts.on_drain,
                 lag_interval_ms=settings.consumer_lag_interval_ms,
             )
             runner.run(stop)

@@ -211,6 +211,12 @@ class TrainingSettings(ServiceSettings):
 
     model_dir: Path = Field(default=Path(".streamml/models"), description="Where models too big to inline are written.")
     torch_threads: int = Field(default=1, gt=0, le=256, description="Threads torch may use; the models are small, so 1 is fastest.")
+    checkpoint_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Pull mode: least seconds between two checkpoints, and so about the most input a crash replays. "
+        "0 writes one after every batch. Push mode writes one before each response.",
+    )
 
 
 class InferenceSettings(ServiceSettings):

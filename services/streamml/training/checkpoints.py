@@ -1,11 +1,11 @@
 """Learner checkpoints on a compacted Kafka topic, so a restarted training service resumes learning.
 
 The training service may run as a Knative Service that scales to zero, where no
-local disk outlives a pod. After each published model version it writes the
-learner state and the samples still waiting for a partner or a block to the
-checkpoints topic, keyed by model name, and only then commits its consumer offsets.
-At start it reads the newest checkpoint back and consumes from those offsets, so
-every sample is learned once across a crash.
+local disk outlives a pod. It writes the learner state and the samples still waiting
+for a partner or a block to the checkpoints topic, keyed by model name: in pull mode
+before it commits its consumer offsets, in push mode before it responds to a request.
+At start it reads the newest checkpoint back and consumes from the offsets committed
+with it, so every sample is learned once across a crash.
 
 Checkpoints are written with `torch.save` and read with `torch.load(weights_only=True)`,
 which loads tensors, numbers, strings and containers only, never arbitrary objects.
@@ -81,13 +81,15 @@ class KafkaCheckpoints:
         # Part keys of the newest checkpoint, deleted once a newer checkpoint is acknowledged.
         self._parts: list[bytes] = []
 
-    def save(self, handler: TrainingHandler) -> None:
-        """Write the learner and join state of the version just published, and wait for the acknowledgement."""
-        data = encode_checkpoint(handler.version or 0, handler.learner.state_dict(), handler.join_state())
+    def save(self, handler: TrainingHandler) -> int:
+        """Write the learner and join state, wait for the acknowledgement, and return the handler generation it covers."""
+        with handler.state_lock:
+            generation = handler.generation
+            data = encode_checkpoint(handler.version or 0, handler.learner.state_dict(), handler.join_state())
         if len(data) <= PART_BYTES:
             self.emitter.wait([self.emitter.send_raw(self.topic, self.key, data)])
             self._replace_parts([])
-            return
+            return generation
         checkpoint_id = uuid.uuid4().hex
         keys = self._part_keys(checkpoint_id, -(-len(data) // PART_BYTES))
         self.emitter.wait([
@@ -100,14 +102,15 @@ class KafkaCheckpoints:
         self.emitter.wait([self.emitter.send_raw(self.topic, self.key, buffer.getvalue())])
         logger.debug("wrote a checkpoint of %d bytes in %d parts on %s", len(data), len(keys), self.topic)
         self._replace_parts(keys)
+        return generation
 
     def restore(self, handler: TrainingHandler, version: int) -> bool:
         """Restore the newest checkpoint; return whether one was restored.
 
         `version` is the newest version on the models topic. A checkpoint with join state was
         written before its offsets were committed, so one of an older version is still exact:
-        the records after it are consumed again and the versions after it published again with
-        the same numbers. A checkpoint without join state is restored only at `version`.
+        the records after it are consumed again, and the next version published is `version + 1`.
+        A checkpoint without join state is restored only at `version`.
         Raises CheckpointError when the newest checkpoint's parts are missing or damaged.
         """
         newest: bytes | None = None
@@ -144,7 +147,7 @@ class KafkaCheckpoints:
                 self.topic, saved["version"], version,
             )
             return False
-        handler.restore(saved["learner"], saved["version"], join_state)
+        handler.restore(saved["learner"], saved["version"], join_state, published=version)
         return True
 
     def _part_keys(self, checkpoint_id: str, count: int) -> list[bytes]:

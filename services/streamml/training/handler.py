@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -95,6 +96,11 @@ class TrainingHandler(EventHandler):
     Exposes `learner`, `version` (the last published version, None before any) and
     `metrics`, so that a restart can restore them. Versions published by the cadence
     count up from 1; `initial_model` publishes version 0.
+
+    `state_lock` is held while events change the state, so a checkpoint taken from
+    another thread under the same lock reads a consistent state. `generation` counts
+    those changes: a checkpoint taken at generation g contains every event handled
+    before g was reached.
     """
 
     source = "io.streamml.training"
@@ -137,6 +143,8 @@ class TrainingHandler(EventHandler):
         self._block_x: list[np.ndarray] = []
         self._block_y: list[float] = []
         self._block_scored = 0
+        self.state_lock = threading.Lock()
+        self.generation = 0
 
     @property
     def waiting_in_block(self) -> int:
@@ -179,20 +187,25 @@ class TrainingHandler(EventHandler):
             "sequence": self._sequence,
         }
 
-    def restore(self, learner_state: dict[str, Any], version: int, join_state: dict[str, Any] | None = None) -> None:
-        """Resume learning from a saved `OnlineLearner.state_dict()`, so the next version is `version + 1`.
+    def restore(
+        self, learner_state: dict[str, Any], version: int, join_state: dict[str, Any] | None = None, published: int | None = None
+    ) -> None:
+        """Resume learning from a saved `OnlineLearner.state_dict()` of model version `version`.
 
         `join_state` is a saved `join_state()`; without it, samples that were waiting are not restored.
+        `published` is the newest version on the models topic, which may be newer than the saved
+        one when versions followed the checkpoint. The next version is then `published + 1`, so
+        the compacted models topic never goes back to an older number.
         The prequential metrics restart from zero, because they are not part of the learner state.
         """
         self.learner.load_state_dict(learner_state)
-        self.version = version
+        self.version = max(version, published or 0)
         if join_state is not None:
             self._load_join_state(join_state)
-        self.served.published(self.learner, version)
+        self.served.published(self.learner, self.version)
         logger.info(
-            "restored model %s at version %d after %d learned samples",
-            self.spec.model_name, version, self.learner.samples,
+            "restored model %s from the checkpoint of version %d after %d learned samples; the next version is %d",
+            self.spec.model_name, version, self.learner.samples, self.version + 1,
         )
 
     def _load_join_state(self, state: dict[str, Any]) -> None:
@@ -223,12 +236,14 @@ class TrainingHandler(EventHandler):
     def handle_batch(self, events: Sequence[CloudEvent]) -> BatchResult:
         """Hold or join each event in order. Each joined sample is predicted, scored, then learned."""
         results: BatchResult = []
-        for event in events:
-            try:
-                results.append(self._accept(event))
-            except InvalidEventError as error:
-                results.append(error)
-        self._score_block()
+        with self.state_lock:
+            for event in events:
+                try:
+                    results.append(self._accept(event))
+                except InvalidEventError as error:
+                    results.append(error)
+            self._score_block()
+            self.generation += 1
         return results
 
     def tick(self, now: datetime) -> list[Output]:
@@ -238,7 +253,9 @@ class TrainingHandler(EventHandler):
             return []
         if (now - self._last_publish).total_seconds() < every:
             return []
-        output = self._publish(now)
+        with self.state_lock:
+            output = self._publish(now)
+            self.generation += 1
         return [output] if output else []
 
     def _accept(self, event: CloudEvent) -> list[Output]:

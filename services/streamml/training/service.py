@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
+from collections.abc import Callable
 
 from streamml.common.errors import InvalidEventError
 from streamml.common.events import from_kafka, parse_data
@@ -35,35 +38,58 @@ def latest_published_version(settings: TrainingSettings, spec: PipelineSpec) -> 
     return newest
 
 
-class CommitGate:
-    """Gate that checkpoints each new version and allows an offset commit only right after a checkpoint.
+class Checkpointer:
+    """Policy for when training writes a checkpoint, and whether the offsets consumed so far may be committed.
 
-    The pull runner consumes a batch, handles it, waits for the outputs, and then calls
-    `save_if_published` and `allows_commit`. A checkpoint contains every record handled before
-    it, so the commit that follows covers nothing it lacks. A version published on the time
-    cadence comes from a pass without records, and the next batch is not in its checkpoint,
-    so a new batch closes the window that such a checkpoint opened.
+    A checkpoint taken at handler generation g contains every record handled before it
+    (see `TrainingHandler.generation`). Pull mode writes one once a batch's outputs are
+    acknowledged, when records were handled since the last one and `interval_s` has
+    passed, and commits the consumer offsets only when the newest checkpoint covers
+    every batch handled. A crash therefore replays at most about `interval_s` of records.
+    Push mode responds to a request only once a checkpoint covers it, because the sender
+    commits its offset on the response. Requests that wait meanwhile share the next one.
     """
 
-    def __init__(self, handler: TrainingHandler, checkpoints: KafkaCheckpoints) -> None:
+    def __init__(
+        self, handler: TrainingHandler, checkpoints: KafkaCheckpoints, interval_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.handler = handler
         self.checkpoints = checkpoints
-        self.saved = handler.version
-        self.checkpoint_covers_batch = False
+        self.interval_s = interval_s
+        self.covered = handler.generation
+        self.saved = 0
+        self._clock = clock
+        self._last_saved = -math.inf
+        self._lock = threading.Lock()
 
-    def batch_started(self) -> None:
-        self.checkpoint_covers_batch = False
-
-    def save_if_published(self) -> None:
-        """Checkpoint the learner once a new version is acknowledged on the models topic."""
-        if self.handler.version != self.saved:
-            self.checkpoints.save(self.handler)
-            self.saved = self.handler.version
-            self.checkpoint_covers_batch = True
+    def after_batch(self) -> None:
+        """Pull mode: write a checkpoint when records were handled since the last one and the interval has passed."""
+        with self._lock:
+            if self.handler.generation != self.covered and self._clock() - self._last_saved >= self.interval_s:
+                self._save()
 
     def allows_commit(self) -> bool:
-        allowed, self.checkpoint_covers_batch = self.checkpoint_covers_batch, False
-        return allowed
+        """Pull mode: return whether the newest checkpoint covers every batch handled."""
+        return self.covered == self.handler.generation
+
+    def drain(self) -> bool:
+        """At a clean stop: write a checkpoint of what the last one lacks, and return whether the offsets may be committed."""
+        with self._lock:
+            if self.handler.generation != self.covered:
+                self._save()
+        return self.allows_commit()
+
+    def cover_handled(self) -> None:
+        """Push mode: return once a checkpoint covers every request handled before this call."""
+        target = self.handler.generation
+        with self._lock:
+            if self.covered < target:
+                self._save()
+
+    def _save(self) -> None:
+        self.covered = self.checkpoints.save(self.handler)
+        self.saved += 1
+        self._last_saved = self._clock()
 
 
 def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
@@ -82,22 +108,22 @@ def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
     elif not checkpoints.restore(handler, published):
         handler.version = published
 
-    gate = CommitGate(handler, checkpoints)
-
+    checkpointer = Checkpointer(handler, checkpoints, settings.checkpoint_interval_s)
     parts = ServiceParts(
         service=SERVICE,
         handler=handler,
         input_topics=[spec.topic("features"), spec.topic("labels")],
-        before_batch=gate.batch_started,
-        on_outputs=lambda outputs: gate.save_if_published(),
-        commit_gate=gate.allows_commit,
-        after_handle=gate.save_if_published,
+        on_outputs=lambda outputs: checkpointer.after_batch(),
+        commit_gate=checkpointer.allows_commit,
+        on_drain=checkpointer.drain,
+        after_handle=checkpointer.cover_handled,
         is_ready=emitter.connected,
         single_instance=True,
     )
     run_service(parts, settings, spec, emitter, stop)
     features, labels = handler.pending
     logger.info(
-        "training stopped: the learner has learned %d samples; %d wait for a full block, %d vectors and %d labels for their partner",
-        handler.learner.samples, handler.waiting_in_block, features, labels,
+        "training stopped after %d checkpoints: the learner has learned %d samples; %d wait for a full block, "
+        "%d vectors and %d labels for their partner",
+        checkpointer.saved, handler.learner.samples, handler.waiting_in_block, features, labels,
     )

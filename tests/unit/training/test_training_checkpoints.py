@@ -59,6 +59,27 @@ def test_join_state_resumes_exactly(make_spec, feature_event, label_event):
     np.testing.assert_array_equal(resumed.learner.predict_many(probe), original.learner.predict_many(probe))
 
 
+def test_restore_continues_published_numbers(make_spec, feature_event, label_event):
+    """Versions published after the checkpoint are not published again: the next number follows the newest."""
+    spec = make_spec(training={"every_events": 20, "batch_size": 1})
+    events = []
+    for index in range(100):
+        events.append(feature_event(spec, f"r{index}", [0.1 * (index % 7), 0.5, 1.0]))
+        events.append(label_event(f"r{index}", "yes" if index % 2 else "no"))
+    original = TrainingHandler(spec)
+    original.handle_batch(events[:60])
+    saved = decode_checkpoint(encode_checkpoint(original.version or 0, original.learner.state_dict(), original.join_state()))
+    assert saved["version"] == 1
+    # Versions 2 and 3 were published, then the process died before its next checkpoint.
+    resumed = TrainingHandler(spec)
+    resumed.restore(saved["learner"], saved["version"], saved["join"], published=3)
+    assert resumed.version == 3
+    outputs = [output for result in resumed.handle_batch(events[60:]) for output in result]
+    versions = [output.event.get_data()["version"] for output in outputs]
+    assert versions == [4, 5, 6, 7]
+    assert resumed.learner.samples == 100
+
+
 def test_join_state_of_earlier_release_restores(make_spec, feature_event, label_event):
     """Checkpoints written before the columnar join state kept one [id, order, value] entry per record."""
     spec = make_spec(training={"every_events": 40, "batch_size": 16})
