@@ -9,7 +9,7 @@ from streamml.common.kafka import Emitter, read_compacted
 from streamml.common.settings import KafkaSettings
 from streamml.training.checkpoints import PART_BYTES, CheckpointError, KafkaCheckpoints
 from streamml.training.handler import TrainingHandler
-from tests.unit.training.conftest import _build_spec, _feature_event
+from tests.unit.training.conftest import _build_spec, _feature_event, _label_event
 
 pytestmark = pytest.mark.kafka
 
@@ -112,3 +112,76 @@ def test_damaged_part_fails_restore(store):
     restoring = KafkaCheckpoints(store.settings, store.topic, store.emitter, MODEL)
     with pytest.raises(CheckpointError, match="do not match its manifest"):
         restoring.restore(TrainingHandler(handler.spec), 7)
+
+
+def _journaling_handler(records: int) -> tuple[TrainingHandler, list]:
+    """Return a handler that keeps a journal, and feature vectors and labels of `records` records.
+
+    Each label comes two records behind its vector.
+    """
+    spec = _build_spec(training={"every_events": 40, "batch_size": 16})
+    handler = TrainingHandler(spec)
+    handler.journal = []
+    rng = np.random.default_rng(5)
+    events = []
+    for index in range(records):
+        events.append(_feature_event(spec, f"r{index}", rng.random(3).round(4).tolist()))
+        if index >= 2:
+            events.append(_label_event(f"r{index - 2}", "yes" if index % 3 else "no"))
+    return handler, events
+
+
+def test_journal_after_checkpoint_restores_exactly(store):
+    original, events = _journaling_handler(150)
+    spec = original.spec
+    original.handle_batch(events[:100])
+    store.save(original)
+    # Two requests after the checkpoint, each written to the journal before its response.
+    for batch in (events[100:180], events[180:250]):
+        original.handle_batch(batch)
+        with original.state_lock:
+            store.append(original.take_journal())
+
+    resumed = TrainingHandler(spec)
+    restoring = KafkaCheckpoints(store.settings, store.topic, store.emitter, MODEL)
+    assert restoring.restore(resumed, original.version or 0)
+    assert resumed.learner.samples == original.learner.samples
+    assert resumed.pending == original.pending
+    assert resumed.waiting_in_block == original.waiting_in_block
+    assert resumed.version == original.version
+    probe = np.random.default_rng(6).random((8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(resumed.learner.predict_many(probe), original.learner.predict_many(probe))
+
+    # The next checkpoint deletes the journal that the restore handled.
+    assert len(restoring.journal_keys) == 2
+    restoring.save(resumed)
+    assert list(_live_keys(store)) == [MODEL.encode()]
+
+
+def test_journal_before_newest_checkpoint_is_not_handled(store):
+    original, events = _journaling_handler(60)
+    spec = original.spec
+    original.handle_batch(events[:50])
+    with original.state_lock:
+        store.append(original.take_journal())
+    stale = list(store.journal_keys)
+    # A second writer's checkpoint, which does not know the first one's journal, follows it.
+    other = KafkaCheckpoints(store.settings, store.topic, store.emitter, MODEL)
+    other.save(TrainingHandler(spec))
+
+    resumed = TrainingHandler(spec)
+    assert KafkaCheckpoints(store.settings, store.topic, store.emitter, MODEL).restore(resumed, 0)
+    assert resumed.pending == (0, 0)
+    assert resumed.learner.samples == 0
+    assert not set(stale) & set(_live_keys(store))
+
+
+def test_damaged_journal_fails_restore(store):
+    spec = _build_spec(training={"every_events": 40, "batch_size": 16})
+    store.save(TrainingHandler(spec))
+    key = MODEL.encode() + b"/journal/0123456789abcdef"
+    store.emitter.wait([store.emitter.send_raw(store.topic, key, b"[{not json")])
+
+    restoring = KafkaCheckpoints(store.settings, store.topic, store.emitter, MODEL)
+    with pytest.raises(CheckpointError, match="journal"):
+        restoring.restore(TrainingHandler(spec), 0)

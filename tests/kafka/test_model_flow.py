@@ -73,7 +73,8 @@ def test_models_published_loaded_and_swapped(bootstrap_servers, elec2_csv, elec2
             time.sleep(0.3)
         # The clean stop checkpointed every record handled, which may include blocks after the newest version.
         restored = re.search(
-            rf"restored model {spec.model_name} from the checkpoint of version {newest} after (\d+) learned samples; the next version is {newest + 1}",
+            rf"restored model {spec.model_name} from the checkpoint of version {newest} and 0 journal events after it: "
+            rf"(\d+) learned samples; the next version is {newest + 1}",
             training.log_path.read_text(),
         )
         assert restored is not None, training.log_tail()

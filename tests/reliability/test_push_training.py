@@ -82,4 +82,10 @@ def test_killed_push_training_loses_nothing(bootstrap_servers, elec2_csv, elec2_
     assert stopped, training.log_tail()
     learned, waiting = map(int, stopped[-1])
     assert learned + waiting == ROWS, f"after the restart the learner had {learned} samples and {waiting} waiting, of {ROWS}"
-    print(f"push training: {learned} learned, {waiting} waiting, {dispatcher.retries} retried deliveries")
+    # The restart found journal records after the newest checkpoint, unless the kill came right after one.
+    replayed = re.findall(r"from the checkpoint of version \d+ and (\d+) journal events after it", log)
+    assert replayed, training.log_tail()
+    journaled = re.findall(r"stopped after (\d+) checkpoints and (\d+) journal records", log)
+    assert journaled, training.log_tail()
+    print(f"push training: {learned} learned, {waiting} waiting, {dispatcher.retries} retried deliveries, "
+          f"{replayed[-1]} journal events handled at the restart; after it {journaled[-1][0]} checkpoints, {journaled[-1][1]} journal records")

@@ -670,6 +670,11 @@ def to_http_structured(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     return {"content-type": STRUCTURED}, _structured_bytes(event)
 
 
+def to_http_batch(events: Iterable[CloudEvent]) -> tuple[dict[str, str], bytes]:
+    """Encode events as a batch-mode HTTP body: a JSON array of structured-mode events."""
+    return {"content-type": BATCH}, b"[" + b",".join(_structured_bytes(event) for event in events) + b"]"
+
+
 def to_structured_json(event: CloudEvent) -> dict[str, Any]:
     """Return the structured JSON form of an event, for batches and logs."""
     return json.loads(_structured_bytes(event))

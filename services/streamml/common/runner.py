@@ -38,7 +38,8 @@ class ServiceParts:
     on_assign: Callable[[list[TopicPartition]], None] | None = None
     # Pull mode: called after each batch's outputs are acknowledged; offsets are committed only when it returns True.
     commit_gate: Callable[[], bool] | None = None
-    # Pull mode: called once at a clean stop, after the last batch; the offsets are committed when it returns True.
+    # Called once at a clean stop, after the last batch or request. In pull mode the offsets are
+    # committed when it returns True.
     on_drain: Callable[[], bool] | None = None
     # Pull mode, for a service that runs one process per pipeline: the consumer is a static group
     # member named by the group id. A restarted process then gets the partitions at once, not
@@ -121,6 +122,11 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
                 if parts.before_batch is not None:
                     parts.before_batch()
                 stop.wait(0.2)
+            if server is not None:
+                server.stop()
+                server = None
+            if parts.on_drain is not None:
+                parts.on_drain()
     finally:
         if server is not None:
             server.stop()

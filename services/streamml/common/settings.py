@@ -214,8 +214,8 @@ class TrainingSettings(ServiceSettings):
     checkpoint_interval_s: float = Field(
         default=5.0,
         ge=0,
-        description="Pull mode: least seconds between two checkpoints, and so about the most input a crash replays. "
-        "0 writes one after every batch. Push mode writes one before each response.",
+        description="Minimum seconds between two checkpoints. In pull mode that is about the most input a crash replays, "
+        "and 0 writes one after every batch. In push mode each request goes to a journal before its response.",
     )
 
 

@@ -2,10 +2,11 @@
 
 The training service may run as a Knative Service that scales to zero, where no
 local disk outlives a pod. It writes the learner state and the samples still waiting
-for a partner or a block to the checkpoints topic, keyed by model name: in pull mode
-before it commits its consumer offsets, in push mode before it responds to a request.
-At start it reads the newest checkpoint back and consumes from the offsets committed
-with it, so every sample is learned once across a crash.
+for a partner or a block to the checkpoints topic, keyed by model name, before it
+commits its consumer offsets. In push mode, where the sender commits once the service
+responds, each response waits for a checkpoint or a journal record that contains the
+request. At start it reads the newest checkpoint and the journal after it back, and
+consumes from the offsets committed with it, so every sample is learned once across a crash.
 
 Checkpoints are written with `torch.save` and read with `torch.load(weights_only=True)`,
 which loads tensors, numbers, strings and containers only, never arbitrary objects.
@@ -17,12 +18,15 @@ import hashlib
 import io
 import logging
 import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from cloudevents.core.v1.event import CloudEvent
 
-from streamml.common.errors import StateError
+from streamml.common.errors import InvalidEventError, StateError
+from streamml.common.events import BATCH, from_http, to_http_batch
 from streamml.common.kafka import Emitter, read_compacted
 from streamml.common.settings import KafkaSettings
 from streamml.training.handler import TrainingHandler
@@ -70,6 +74,11 @@ class KafkaCheckpoints:
     with their total length and SHA-256.
     A part key is never written twice, so compaction cannot replace the parts of the newest
     manifest. Parts that no manifest names any more are deleted with tombstones.
+
+    Between two checkpoints, push mode appends the events it handled to a journal: records
+    keyed `<model>/journal/<id>`, each an HTTP batch-mode body. A restore handles the journal
+    records that follow the newest checkpoint on the topic again, in their order there. The
+    next checkpoint deletes them.
     """
 
     def __init__(self, settings: KafkaSettings, topic: str, emitter: Emitter, model_name: str) -> None:
@@ -78,14 +87,19 @@ class KafkaCheckpoints:
         self.emitter = emitter
         self.key = model_name.encode()
         self._part_prefix = self.key + b"/"
+        self._journal_prefix = self.key + b"/journal/"
         # Part keys of the newest checkpoint, deleted once a newer checkpoint is acknowledged.
         self._parts: list[bytes] = []
+        # Keys of the journal records after the newest checkpoint, deleted by the next one.
+        self.journal_keys: list[bytes] = []
 
     def save(self, handler: TrainingHandler) -> int:
         """Write the learner and join state, wait for the acknowledgement, and return the handler generation it covers."""
         with handler.state_lock:
             generation = handler.generation
             data = encode_checkpoint(handler.version or 0, handler.learner.state_dict(), handler.join_state())
+            # The checkpoint contains these events, so the journal does not need them.
+            handler.take_journal()
         if len(data) <= PART_BYTES:
             self.emitter.wait([self.emitter.send_raw(self.topic, self.key, data)])
             self._replace_parts([])
@@ -104,6 +118,13 @@ class KafkaCheckpoints:
         self._replace_parts(keys)
         return generation
 
+    def append(self, events: Sequence[CloudEvent]) -> None:
+        """Write events handled after the newest checkpoint as one journal record, and wait for the acknowledgement."""
+        key = self._journal_prefix + uuid.uuid4().hex.encode()
+        _, body = to_http_batch(events)
+        self.emitter.wait([self.emitter.send_raw(self.topic, key, body)])
+        self.journal_keys.append(key)
+
     def restore(self, handler: TrainingHandler, version: int) -> bool:
         """Restore the newest checkpoint; return whether one was restored.
 
@@ -111,21 +132,32 @@ class KafkaCheckpoints:
         written before its offsets were committed, so one of an older version is still exact:
         the records after it are consumed again, and the next version published is `version + 1`.
         A checkpoint without join state is restored only at `version`.
-        Raises CheckpointError when the newest checkpoint's parts are missing or damaged.
+        Raises CheckpointError when the newest checkpoint's parts are missing or damaged, or a
+        journal record after it does not decode.
         """
         newest: bytes | None = None
+        newest_offset = -1
         parts: dict[bytes, bytes] = {}
+        journal: dict[bytes, tuple[int, bytes]] = {}
         for message in read_compacted(self.settings, self.topic):
             key, value = message.key(), message.value()
             if key == self.key:
-                newest = value
+                newest, newest_offset = value, message.offset()
+            elif key is not None and key.startswith(self._journal_prefix):
+                if value is None:
+                    journal.pop(key, None)
+                else:
+                    journal[key] = (message.offset(), value)
             elif key is not None and key.startswith(self._part_prefix):
                 if value is None:
                     parts.pop(key, None)
                 else:
                     parts[key] = value
+        # Journal records before the newest checkpoint are in it.
+        later = sorted((offset, key, value) for key, (offset, value) in journal.items() if offset > newest_offset)
+        self._delete([key for key, (offset, _) in journal.items() if offset < newest_offset])
         if newest is None:
-            self._delete(list(parts))
+            self._delete([*parts, *(key for _, key, _ in later)])
             logger.warning("no checkpoint of %s on %s: learning restarts from an untrained model", self.key.decode(), self.topic)
             return False
         saved = decode_checkpoint(newest)
@@ -147,8 +179,19 @@ class KafkaCheckpoints:
                 self.topic, saved["version"], version,
             )
             return False
-        handler.restore(saved["learner"], saved["version"], join_state, published=version)
+        handler.restore(saved["learner"], saved["version"], join_state, published=version, journal=self._journal_batches(later))
+        self.journal_keys = [key for _, key, _ in later]
         return True
+
+    def _journal_batches(self, records: list[tuple[int, bytes, bytes]]) -> Iterator[list[CloudEvent]]:
+        for offset, key, value in records:
+            try:
+                yield from_http({"content-type": BATCH}, value, where=f"journal record {key.decode()} at offset {offset}")
+            except InvalidEventError as error:
+                raise CheckpointError(
+                    f"{error}. The journal on {self.topic} is damaged. To learn again from the start, delete the checkpoint "
+                    "record and reset the training consumer group's offsets to the earliest"
+                ) from None
 
     def _part_keys(self, checkpoint_id: str, count: int) -> list[bytes]:
         return [self._part_prefix + f"{checkpoint_id}/{index}".encode() for index in range(count)]
@@ -171,9 +214,10 @@ class KafkaCheckpoints:
         return data
 
     def _replace_parts(self, keys: list[bytes]) -> None:
-        """Delete the parts of the previous checkpoint, and keep `keys` as those of the current one."""
-        self._delete(self._parts)
+        """Delete the parts of the previous checkpoint and the journal before the current one, and keep `keys` as its parts."""
+        self._delete([*self._parts, *self.journal_keys])
         self._parts = keys
+        self.journal_keys = []
 
     def _delete(self, keys: list[bytes]) -> None:
         for key in keys:

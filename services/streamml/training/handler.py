@@ -23,7 +23,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -100,7 +100,8 @@ class TrainingHandler(EventHandler):
     `state_lock` is held while events change the state, so a checkpoint taken from
     another thread under the same lock reads a consistent state. `generation` counts
     those changes: a checkpoint taken at generation g contains every event handled
-    before g was reached.
+    before g was reached. When `journal` is a list, every event handled is appended to
+    it in order, for the checkpoint journal of push mode.
     """
 
     source = "io.streamml.training"
@@ -145,6 +146,7 @@ class TrainingHandler(EventHandler):
         self._block_scored = 0
         self.state_lock = threading.Lock()
         self.generation = 0
+        self.journal: list[CloudEvent] | None = None
 
     @property
     def waiting_in_block(self) -> int:
@@ -188,25 +190,45 @@ class TrainingHandler(EventHandler):
         }
 
     def restore(
-        self, learner_state: dict[str, Any], version: int, join_state: dict[str, Any] | None = None, published: int | None = None
+        self,
+        learner_state: dict[str, Any],
+        version: int,
+        join_state: dict[str, Any] | None = None,
+        published: int | None = None,
+        journal: Iterable[Sequence[CloudEvent]] = (),
     ) -> None:
         """Resume learning from a saved `OnlineLearner.state_dict()` of model version `version`.
 
         `join_state` is a saved `join_state()`; without it, samples that were waiting are not restored.
+        `journal` holds the batches of events handled after the checkpoint, which are handled
+        again in order; the versions they complete are not returned, because they were published.
         `published` is the newest version on the models topic, which may be newer than the saved
         one when versions followed the checkpoint. The next version is then `published + 1`, so
         the compacted models topic never goes back to an older number.
         The prequential metrics restart from zero, because they are not part of the learner state.
         """
         self.learner.load_state_dict(learner_state)
-        self.version = max(version, published or 0)
+        self.version = version
         if join_state is not None:
             self._load_join_state(join_state)
+        replayed = 0
+        for events in journal:
+            self.handle_batch(events)
+            replayed += len(events)
+        self.version = max(self.version or 0, published or 0)
         self.served.published(self.learner, self.version)
         logger.info(
-            "restored model %s from the checkpoint of version %d after %d learned samples; the next version is %d",
-            self.spec.model_name, version, self.learner.samples, self.version + 1,
+            "restored model %s from the checkpoint of version %d and %d journal events after it: %d learned samples; "
+            "the next version is %d",
+            self.spec.model_name, version, replayed, self.learner.samples, self.version + 1,
         )
+
+    def take_journal(self) -> list[CloudEvent]:
+        """Return the events handled since the last call and start a new journal; call it under `state_lock`."""
+        events = self.journal or []
+        if self.journal is not None:
+            self.journal = []
+        return events
 
     def _load_join_state(self, state: dict[str, Any]) -> None:
         def array(value: Any) -> np.ndarray:
@@ -244,6 +266,8 @@ class TrainingHandler(EventHandler):
                     results.append(error)
             self._score_block()
             self.generation += 1
+            if self.journal is not None:
+                self.journal.extend(events)
         return results
 
     def tick(self, now: datetime) -> list[Output]:

@@ -46,8 +46,12 @@ class Checkpointer:
     acknowledged, when records were handled since the last one and `interval_s` has
     passed, and commits the consumer offsets only when the newest checkpoint covers
     every batch handled. A crash therefore replays at most about `interval_s` of records.
-    Push mode responds to a request only once a checkpoint covers it, because the sender
-    commits its offset on the response. Requests that wait meanwhile share the next one.
+
+    Push mode responds to a request only once the checkpoints topic contains it, because
+    the sender commits its offset on the response. When the handler keeps a journal, the
+    events go there as one small record, and a full checkpoint is written at most every
+    `interval_s`; without one, every request waits for a full checkpoint. Requests that
+    wait meanwhile share the next write.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class Checkpointer:
         self.interval_s = interval_s
         self.covered = handler.generation
         self.saved = 0
+        self.journaled = 0
         self._clock = clock
         self._last_saved = -math.inf
         self._lock = threading.Lock()
@@ -65,31 +70,51 @@ class Checkpointer:
     def after_batch(self) -> None:
         """Pull mode: write a checkpoint when records were handled since the last one and the interval has passed."""
         with self._lock:
-            if self.handler.generation != self.covered and self._clock() - self._last_saved >= self.interval_s:
+            if self.handler.generation != self.covered and self._due():
                 self._save()
 
     def allows_commit(self) -> bool:
         """Pull mode: return whether the newest checkpoint covers every batch handled."""
         return self.covered == self.handler.generation
 
+    def checkpoint(self) -> None:
+        """Write a checkpoint now when the newest one lacks handled records or journal records follow it."""
+        with self._lock:
+            if self.handler.generation != self.covered or self.checkpoints.journal_keys:
+                self._save()
+
     def drain(self) -> bool:
         """At a clean stop: write a checkpoint of what the last one lacks, and return whether the offsets may be committed."""
-        with self._lock:
-            if self.handler.generation != self.covered:
-                self._save()
+        self.checkpoint()
         return self.allows_commit()
 
     def cover_handled(self) -> None:
-        """Push mode: return once a checkpoint covers every request handled before this call."""
+        """Push mode: return once the checkpoints topic contains every request handled before this call."""
         target = self.handler.generation
         with self._lock:
-            if self.covered < target:
+            if self.covered >= target:
+                return
+            if self.handler.journal is None or self._due():
                 self._save()
+            else:
+                self._append()
+
+    def _due(self) -> bool:
+        return self._clock() - self._last_saved >= self.interval_s
 
     def _save(self) -> None:
         self.covered = self.checkpoints.save(self.handler)
         self.saved += 1
         self._last_saved = self._clock()
+
+    def _append(self) -> None:
+        with self.handler.state_lock:
+            events = self.handler.take_journal()
+            generation = self.handler.generation
+        if events:
+            self.checkpoints.append(events)
+            self.journaled += 1
+        self.covered = generation
 
 
 def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
@@ -109,6 +134,11 @@ def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
         handler.version = published
 
     checkpointer = Checkpointer(handler, checkpoints, settings.checkpoint_interval_s)
+    # When the restore handled journal records, a checkpoint of the state they rebuilt replaces
+    # them, so the next restore does not handle them again.
+    checkpointer.checkpoint()
+    if settings.mode == "push":
+        handler.journal = []
     parts = ServiceParts(
         service=SERVICE,
         handler=handler,
@@ -123,7 +153,7 @@ def run_training(settings: TrainingSettings, stop: threading.Event) -> None:
     run_service(parts, settings, spec, emitter, stop)
     features, labels = handler.pending
     logger.info(
-        "training stopped after %d checkpoints: the learner has learned %d samples; %d wait for a full block, "
-        "%d vectors and %d labels for their partner",
-        checkpointer.saved, handler.learner.samples, handler.waiting_in_block, features, labels,
+        "training stopped after %d checkpoints and %d journal records: the learner has learned %d samples; "
+        "%d wait for a full block, %d vectors and %d labels for their partner",
+        checkpointer.saved, checkpointer.journaled, handler.learner.samples, handler.waiting_in_block, features, labels,
     )

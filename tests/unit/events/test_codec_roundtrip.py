@@ -14,6 +14,7 @@ from streamml.common.events import (
     from_http,
     from_kafka,
     new_event,
+    to_http_batch,
     to_http_binary,
     to_http_structured,
     to_kafka,
@@ -100,6 +101,17 @@ def test_http_structured_round_trip(event):
 def test_http_batch_round_trip(events):
     body = json.dumps([to_structured_json(event) for event in events]).encode()
     decoded = from_http({"content-type": BATCH}, body)
+    assert len(decoded) == len(events)
+    for event, original in zip(decoded, events):
+        assert_same(event, original)
+
+
+@PROPERTY
+@given(st.lists(EVENTS, max_size=4))
+def test_http_batch_encoder_round_trip(events):
+    headers, body = to_http_batch(events)
+    assert headers == {"content-type": BATCH}
+    decoded = from_http(headers, body)
     assert len(decoded) == len(events)
     for event, original in zip(decoded, events):
         assert_same(event, original)

@@ -4,23 +4,53 @@ from __future__ import annotations
 
 import threading
 import time
-from types import SimpleNamespace
-
 from streamml.training.service import Checkpointer
 
 
+class _Handler:
+    """The parts of TrainingHandler that the checkpointer reads: a generation and, optionally, a journal."""
+
+    def __init__(self, journal: bool) -> None:
+        self.generation = 0
+        self.state_lock = threading.Lock()
+        self.journal: list[str] | None = [] if journal else None
+
+    def handle(self, *events: str) -> None:
+        self.generation += 1
+        if self.journal is not None:
+            self.journal.extend(events)
+
+    def take_journal(self) -> list[str]:
+        events = self.journal or []
+        if self.journal is not None:
+            self.journal = []
+        return events
+
+
 class _Checkpoints:
-    """Records the handler generation of each checkpoint, optionally taking `delay_s` to write one."""
+    """Records the handler generation of each checkpoint and the events of each journal record.
+
+    Writing a checkpoint takes `delay_s`.
+    """
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.saved: list[int] = []
+        self.appended: list[list[str]] = []
+        self.journal_keys: list[int] = []
         self.delay_s = delay_s
 
     def save(self, handler) -> int:
-        generation = handler.generation
+        with handler.state_lock:
+            generation = handler.generation
+            handler.take_journal()
         time.sleep(self.delay_s)
         self.saved.append(generation)
+        self.journal_keys = []
         return generation
+
+    def append(self, events: list[str]) -> None:
+        self.appended.append(events)
+        self.journal_keys.append(len(self.appended))
 
 
 class _Clock:
@@ -31,8 +61,8 @@ class _Clock:
         return self.now
 
 
-def _checkpointer(interval_s: float = 5.0, delay_s: float = 0.0):
-    handler, checkpoints, clock = SimpleNamespace(generation=0), _Checkpoints(delay_s), _Clock()
+def _checkpointer(interval_s: float = 5.0, delay_s: float = 0.0, journal: bool = False):
+    handler, checkpoints, clock = _Handler(journal), _Checkpoints(delay_s), _Clock()
     return handler, checkpoints, clock, Checkpointer(handler, checkpoints, interval_s, clock=clock)
 
 
@@ -117,3 +147,35 @@ def test_push_covered_request_writes_nothing():
     checkpointer.cover_handled()
     checkpointer.cover_handled()
     assert checkpoints.saved == [2]
+
+
+def test_push_journal_between_checkpoints():
+    handler, checkpoints, clock, checkpointer = _checkpointer(journal=True)
+    handler.handle("a")
+    checkpointer.cover_handled()
+    assert checkpoints.saved == [1], "the first request finds no checkpoint, so it writes one"
+
+    handler.handle("b", "c")
+    checkpointer.cover_handled()
+    handler.handle("d")
+    checkpointer.cover_handled()
+    assert checkpoints.appended == [["b", "c"], ["d"]]
+    assert checkpoints.saved == [1]
+
+    clock.now += 5
+    handler.handle("e")
+    checkpointer.cover_handled()
+    assert checkpoints.saved == [1, 4]
+    assert checkpoints.appended == [["b", "c"], ["d"]]
+
+
+def test_push_drain_checkpoints_the_journal():
+    handler, checkpoints, clock, checkpointer = _checkpointer(journal=True)
+    handler.handle("a")
+    checkpointer.cover_handled()
+    handler.handle("b")
+    checkpointer.cover_handled()
+    assert checkpoints.journal_keys == [1]
+    checkpointer.drain()
+    assert checkpoints.saved == [1, 2]
+    assert checkpoints.journal_keys == []
