@@ -35,6 +35,8 @@ ENTITY_PARTITIONS = {"alpha": 0, "beta": 1}
 CONSUME_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
 QUIET_PERIOD_S = 2.0
+# Records of the SIGKILL test: enough that the kill falls between offset commits.
+KILL_RECORDS = 6000
 
 KafkaRecord = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
@@ -442,3 +444,37 @@ def test_rejected_output_blocks_offset_commit(make_pipeline, start_worker, make_
     (committed,) = _committed(bootstrap_servers, pipeline.app_id, pipeline.raw, 1)
     assert committed <= positions[1][1], f"offset {committed} committed past the record whose label was refused"
     assert "ok-1" in {item.data["event_id"] for item in _drain(consumer)}
+
+
+def test_sigkill_keeps_windows_exact(make_pipeline, start_worker, make_producer, make_consumer, bootstrap_servers):
+    """A worker killed mid-stream does not count the records it replays twice in their windows."""
+    pipeline = make_pipeline()
+    producer = make_producer({"acks": "all", "linger.ms": 5})
+    consumer = make_consumer(topics=[pipeline.features])
+    plan = [
+        (f"k{index}", ("alpha", "beta")[index % 2], float(index % 17), float(index % 5) if index % 3 == 0 else None)
+        for index in range(KILL_RECORDS)
+    ]
+    expected = _expected_vectors(plan)
+    _produce(producer, pipeline.raw, [_record(event_id, entity, x, label) for event_id, entity, x, label in plan])
+
+    first = start_worker(pipeline, "first")
+    received = _consume(consumer, KILL_RECORDS // 3, first)
+    first.kill()
+    second = start_worker(pipeline, "second")
+    seen = {item.data["event_id"] for item in received}
+    deadline = time.monotonic() + CONSUME_TIMEOUT_S
+    while len(seen) < KILL_RECORDS and time.monotonic() < deadline and second.is_running():
+        message = consumer.poll(0.5)
+        if message is not None:
+            received.append(_decode(message))
+            seen.add(received[-1].data["event_id"])
+    received += _drain(consumer)
+    assert second.stop() == 0, second.log_tail()
+
+    assert seen == set(expected), f"{len(set(expected) - seen)} records have no feature vector: {sorted(set(expected) - seen)[:10]}\n{second.log_tail()}"
+    wrong = [(item.data["event_id"], item.data["values"], expected[item.data["event_id"]])
+             for item in received if item.data["values"] != expected[item.data["event_id"]]]
+    assert not wrong, f"{len(wrong)} of {len(received)} vectors differ from the reference, for example {wrong[:3]}"
+    skipped = second.log().count("the state table already contains this record")
+    print(f"sigkill: {len(received)} vectors for {KILL_RECORDS} records; skipped as already applied: {skipped} log lines")

@@ -9,30 +9,38 @@ stream processor can be replaced without touching it.
 Per record of the raw topic (keyed by entity, so all records of an entity are in one partition):
 
 1. decode the record as a CloudEvent (binary or structured mode);
-2. run `FeaturesHandler.handle`, which reads and writes the entity's state in
-   the `entity-state` table. faust mirrors every write to the changelog topic
-   `<app id>-entity-state-changelog`, in the partition of the raw record, and
-   replays that topic into memory when a worker gets the partition;
+2. run `FeaturesHandler.handle`, which reads and writes the entity's state through
+   `WriteBehind`, a buffer in front of the `entity-state` table;
 3. produce the feature vector and the label, or, for an invalid record, a
    dead-letter event that keeps the original key, value and headers. These go
    out through a confluent-kafka producer (`Emitter`), which sends outside the
    event loop. On a backlog of 40,000 Elec2 records that took the worker's CPU
    time from about 348 to 309 µs per record, against faust's own producer;
-4. acknowledge the record to faust once the broker has acknowledged every
-   event produced for it. faust commits, per partition, the offset below which
-   every record is acknowledged. It first flushes its own producer, which
-   writes the changelog, so the outputs and the state of a record are written
-   before its offset commits (at-least-once).
+4. once the broker has acknowledged every event produced for the record's batch
+   and for every batch before it, write each entity's newest state of the batch
+   to the table, with the partition and offset of the record that produced it.
+   faust mirrors every table write to the changelog topic
+   `<app id>-entity-state-changelog`, in the partition of the raw record, and
+   replays that topic into memory when a worker gets the partition;
+5. acknowledge the record to faust. faust commits, per partition, the offset
+   below which every record is acknowledged. It first flushes its own producer,
+   which writes the changelog, so the outputs and the state of a record are
+   written before its offset commits (at-least-once).
 
 A clean stop (SIGTERM or SIGINT) waits for every record in flight, commits,
 and repeats nothing. A worker that dies without one replays the records after
-its last commit against state that already includes them, so their windows
-count them twice. Only transactions would close that gap, and faust 0.15.3
-does not put the produced events into them (see `FeaturesAppSettings`).
+its last commit. The table contains a record's effect only once its outputs are
+acknowledged, so a replayed record whose entity's state names it or a later
+offset is skipped whole, and any other is processed against state without it:
+no window counts a record twice. That needs the record key to name the entity,
+as ingestion writes it; a record keyed otherwise is processed again.
 
-NOTE: when faust's read position jumps forward after a seek, faust 0.15.3 marks
-the skipped offsets as committable before they are processed. A worker that
-dies in that window loses those records; a clean stop does not.
+faust 0.15.3 sometimes drops a record when it seeks a partition back to its
+committed offset while records fetched before the seek are still queued, and
+counts it as read, so its offset commits. The worker notices the missing offset
+before the next record of the partition and reads the record from the broker
+itself. NOTE: faust may commit that offset before the record's outputs are
+acknowledged, so a worker that dies in that short window loses the record.
 """
 
 from __future__ import annotations
@@ -52,10 +60,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import faust
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from streamml.common.deadletter import dead_letter_output
 from streamml.common.errors import InvalidEventError, SpecError
-from streamml.common.kafka import Emitter
+from streamml.common.kafka import Emitter, consumer_config
 from streamml.common.logs import event_fields
 from streamml.common.metrics import AdapterMetrics
 from streamml.common.process import settle_heap
@@ -70,6 +79,8 @@ logger = logging.getLogger(__name__)
 
 SERVICE = "features"
 STATE_TABLE = "entity-state"
+# Key of each table value that names the raw record whose handling wrote it: [partition, offset].
+SOURCE = "source"
 AGENT_NAME = "features"
 STATS_INTERVAL_S = 60.0
 # Outputs that may await the brokers' acknowledgement while the worker processes more records,
@@ -191,18 +202,23 @@ class FeaturesProcessor:
         self.processed = 0
         self.dead_lettered = 0
         self.redelivered = 0
+        self.applied_before = 0
         self.gaps = 0
+        self._make_current: Callable[[Any], None] = lambda event: None
+        self._gap_reader: GapReader | None = None
 
     async def process(self, stream: faust.StreamT) -> None:
         """Consume the raw topic in batches until the worker stops; crash the app on an unexpected error.
 
         Each record of a batch gets one reference more than faust's own. The ack that faust
         gives it after the batch therefore leaves its offset uncommittable, and the ack after
-        the broker acknowledged the batch's outputs makes it committable. A batch writes
-        each entity's state to the table once, which is one changelog record per
-        entity instead of one per record.
+        the broker acknowledged the batch's outputs makes it committable. Then, in batch
+        order, each entity's state is written to the table once, which is one changelog
+        record per entity instead of one per record.
         """
         self._keep_queue_on_resume(stream)
+        # Stream._set_current_event is how faust itself marks the event a table write belongs to.
+        self._make_current = stream._set_current_event
         emitter = Emitter(self.kafka)
         settle_heap()
         try:
@@ -210,6 +226,8 @@ class FeaturesProcessor:
         finally:
             # After a clean stop every output is acknowledged already. After a crash the offsets stay uncommitted.
             emitter.close(timeout_s=5.0)
+            if self._gap_reader is not None:
+                self._gap_reader.close()
             logger.info("%s stopped after %d records (%d dead-lettered)", SERVICE, self.processed, self.dead_lettered)
 
     async def _process_batches(self, stream: faust.StreamT, emitter: Emitter) -> None:
@@ -219,24 +237,31 @@ class FeaturesProcessor:
             started = time.perf_counter()
             batch: list[faust.EventT] = []
             origins: list[Origin] = []
+            work: list[_Work] = []
             for event in events:
                 message = event.message
                 origin = Origin(message.topic, message.partition, message.offset)
-                self._check_gap(origin)
-                if not self._skip_redelivery(event, origin):
-                    message.incref()
-                    batch.append(event)
-                    origins.append(origin)
-            if not batch:
+                missing = self._gap_before(origin)
+                if missing is not None:
+                    try:
+                        work.extend(await self._read_gap(event, origin, missing))
+                    except Exception as error:
+                        await self.app.crash(error)
+                        return
+                if self._skip_redelivery(event, origin) or self._skip_applied(message.key, origin):
+                    continue
+                message.incref()
+                batch.append(event)
+                origins.append(origin)
+                work.append(_Work(event, origin, message.key, message.value, list(message.headers or ())))
+            if not work:
                 continue
             try:
-                outputs, owners, traces = self._outputs_of(batch, origins)
-                # Stream._set_current_event is how faust itself marks the event a table write belongs to.
-                self.state.flush(stream._set_current_event)
+                outputs, owners, traces = self._outputs_of(work)
             except Exception as error:
                 await self.app.crash(error)
                 return
-            done = _Done(outputs, owners, traces, started, [])
+            done = _Done(outputs, owners, traces, started, [], self.state.seal())
             try:
                 futures = emitter.send_all(outputs)
             except Exception as error:
@@ -248,7 +273,7 @@ class FeaturesProcessor:
                 future.add_done_callback(done.note_acknowledgement)
             deliveries = [asyncio.wrap_future(future) for future in futures]
             delivered = self._ack_when_delivered(batch, origins, deliveries, done)
-            self.processed += len(batch)
+            self.processed += len(work)
             if delivered is not None:
                 unacknowledged.append((delivered, len(outputs)))
                 in_flight += len(outputs)
@@ -259,19 +284,16 @@ class FeaturesProcessor:
                 await asyncio.wait([oldest])
                 in_flight -= count
 
-    def _outputs_of(
-        self, batch: list[faust.EventT], origins: list[Origin]
-    ) -> tuple[list[Output], list[tuple[Origin, str | None]], list[BatchTrace]]:
+    def _outputs_of(self, work: list[_Work]) -> tuple[list[Output], list[tuple[Origin, str | None]], list[BatchTrace]]:
         """Handle a batch; return its outputs, the record and event id each output comes from, and the traces."""
         outputs: list[Output] = []
         owners: list[tuple[Origin, str | None]] = []
         traces: list[BatchTrace] = []
-        for event, origin in zip(batch, origins):
-            message = event.message
-            self.state.event = event
-            produced, event_id, trace = self._outputs_for(message.key, message.value, list(message.headers or ()), origin)
+        for item in work:
+            self.state.event = item.event
+            produced, event_id, trace = self._outputs_for(item.key, item.value, item.headers, item.origin)
             outputs.extend(produced)
-            owners.extend([(origin, event_id)] * len(produced))
+            owners.extend([(item.origin, event_id)] * len(produced))
             if trace is not None:
                 traces.append(trace)
         return outputs, owners, traces
@@ -293,19 +315,37 @@ class FeaturesProcessor:
             managed.discard(queue)
             logger.debug("agent queue %r is no longer emptied when flow control resumes", queue)
 
-    def _check_gap(self, origin: Origin) -> None:
-        """Log offsets that never reached the agent between two records of a partition."""
-        partition = (origin.topic, origin.partition)
-        expected = self._next_offset.get(partition)
+    def _gap_before(self, origin: Origin) -> tuple[int, int] | None:
+        """Return the offsets [start, end) of this partition that never reached the agent before this record, if any."""
+        expected = self._next_offset.get((origin.topic, origin.partition))
         if expected is not None and origin.offset > expected:
-            self.gaps += 1
-            logger.warning(
-                "%s: offsets %d to %d of this partition never reached the worker: faust dropped them, "
-                "or the log contains no records there (transaction markers, compaction)",
-                origin,
-                expected,
-                origin.offset - 1,
-            )
+            return expected, origin.offset
+        return None
+
+    async def _read_gap(self, event: faust.EventT, origin: Origin, missing: tuple[int, int]) -> list[_Work]:
+        """Read the records at the `missing` offsets before `origin` from the broker, to process them before it.
+
+        faust 0.15.3 sometimes drops a record when it seeks a partition back to its committed
+        offset while records fetched before the seek are still queued, and it counts the
+        record as read, so its offset commits. The records come from a consumer outside the
+        group, and their state is written with `event`, which is of the same partition.
+        """
+        start, end = missing
+        if self._gap_reader is None:
+            self._gap_reader = GapReader(self.kafka)
+        records = await asyncio.get_running_loop().run_in_executor(None, self._gap_reader.read, origin.topic, origin.partition, start, end)
+        self.gaps += 1
+        logger.warning(
+            "%s: offsets %d to %d of this partition never reached the worker, because faust dropped them; "
+            "read %d records there from the broker to process them now",
+            origin, start, end - 1, len(records),
+        )
+        work = []
+        for record in records:
+            position = Origin(origin.topic, origin.partition, record.offset())
+            if not self._skip_applied(record.key(), position):
+                work.append(_Work(event, position, record.key(), record.value(), list(record.headers() or ())))
+        return work
 
     def _skip_redelivery(self, event: faust.EventT, origin: Origin) -> bool:
         """Return whether this worker already processed the record, acking the copy if so.
@@ -335,6 +375,29 @@ class FeaturesProcessor:
             # faust acks this copy after the batch; the extra reference waits for the original's outputs.
             event.message.incref()
             original.add_done_callback(partial(_ack_if_delivered, event))
+        return True
+
+    def _skip_applied(self, key: Any, origin: Origin) -> bool:
+        """Return whether the table already contains the effect of this record, as after a crash before its offset commit.
+
+        Such a record's outputs were acknowledged before its state was written, so it is
+        skipped whole. The check reads the state of the entity that the record key names,
+        because ingestion keys the raw topic by entity. A record keyed otherwise is processed again.
+        """
+        if not isinstance(key, bytes):
+            return False
+        try:
+            entity = key.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        if not self.state.applied(entity, origin.partition, origin.offset):
+            return False
+        self.applied_before += 1
+        if self.applied_before == 1 or self.applied_before % 1000 == 0:
+            logger.info(
+                "%s: the state table already contains this record, written before the worker restarted; "
+                "skipping it (%d such records so far)", origin, self.applied_before,
+            )
         return True
 
     def _outputs_for(
@@ -428,6 +491,13 @@ class FeaturesProcessor:
         self.app.loop.create_task(self.app.crash(error))
 
     def _ack(self, batch: list[faust.EventT], done: _Done) -> None:
+        try:
+            self.state.write_when_ready(done.states, self._make_current)
+        except Exception as error:
+            # A done callback's exception would only be logged by asyncio, so the worker stops here.
+            logger.error("writing the entity states of a batch of %d records failed (%r); stopping the worker", len(batch), error)
+            self.app.loop.create_task(self.app.crash(error))
+            return
         for event in batch:
             event.ack()
         ingested: list[float] = []
@@ -445,13 +515,57 @@ class FeaturesProcessor:
         """Log the counts of processed, dead-lettered and skipped records, offset gaps and pending outputs."""
         logger.info(
             "features worker: %d records processed, %d dead-lettered, %d second deliveries skipped, "
-            "%d offset gaps, %d records awaiting the broker",
+            "%d skipped as already in the state table, %d offset gaps, %d records awaiting the broker",
             self.processed,
             self.dead_lettered,
             self.redelivered,
+            self.applied_before,
             self.gaps,
             len(self._in_flight),
         )
+
+
+class _Work(NamedTuple):
+    """A record to process, with the faust event whose partition its state write goes to."""
+
+    event: faust.EventT
+    origin: Origin
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, Any]]
+
+
+class GapReader:
+    """Reads a range of offsets of one partition with a confluent-kafka consumer outside any consumer group."""
+
+    def __init__(self, kafka: KafkaSettings, timeout_s: float = 30.0) -> None:
+        self._consumer = Consumer(consumer_config(kafka, group_id="streamml-features-gaps"))
+        self.timeout_s = timeout_s
+
+    def read(self, topic: str, partition: int, start: int, end: int) -> list[Message]:
+        """Return the records at offsets [start, end); offsets without a record, such as transaction markers, are skipped."""
+        position = TopicPartition(topic, partition, start)
+        self._consumer.assign([position])
+        records: list[Message] = []
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            while self._consumer.position([position])[0].offset < end:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{topic}[{partition}]: offsets {start} to {end - 1} were not read within {self.timeout_s:.0f} s; "
+                        "check that the brokers are reachable"
+                    )
+                for record in self._consumer.consume(num_messages=end - start, timeout=1.0):
+                    if record.error() is not None:
+                        raise KafkaException(record.error())
+                    if record.offset() < end:
+                        records.append(record)
+        finally:
+            self._consumer.unassign()
+        return records
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 class _Done(NamedTuple):
@@ -463,36 +577,51 @@ class _Done(NamedTuple):
     started: float
     #: (`time.perf_counter()`, `time.time()`) when the brokers acknowledged the outputs, once they have.
     acknowledged: list[tuple[float, float]]
+    #: The entity states of the batch, written to the table once the outputs are acknowledged.
+    states: _SealedStates
 
     def note_acknowledgement(self, future: Future) -> None:
         self.acknowledged.append((time.perf_counter(), time.time()))
 
 
 class WriteBehind(MutableMapping):
-    """The entity-state table behind a buffer that `flush` writes to it, one write per entity.
+    """The entity-state table behind the states that are not written to it yet.
 
     faust sends a changelog record for every write to a table, so a batch that updates
-    one entity many times would otherwise send its whole state once per record. faust
-    puts a changelog record in the partition of the event being processed, so each
-    buffered state keeps the event that wrote it, and `flush` makes that event current
-    again for its write.
+    one entity many times would otherwise send its whole state once per record. The
+    handler's writes collect in `pending`. `seal` ends a batch, and `write_when_ready`
+    writes each entity's newest state of a sealed batch once the brokers acknowledged
+    the outputs of that batch and of every batch before it. The table therefore never
+    contains the effect of a record whose outputs a crash could still lose.
+
+    Each state is written with `source`: the partition and offset of the record that
+    produced it, which `applied` reads after a restart. faust puts a changelog record in
+    the partition of the event being processed, so each buffered state keeps the event
+    that wrote it, and the write makes that event current again.
     """
 
     def __init__(self, table: MutableMapping[str, Any]) -> None:
         self.table = table
         self.pending: dict[str, tuple[Any, Any]] = {}
+        #: The newest state of each entity among the sealed batches not written yet.
+        self.unwritten: dict[str, Any] = {}
+        self._sealed: deque[_SealedStates] = deque()
         #: The faust event whose record the handler is processing.
         self.event: Any = None
 
     def __getitem__(self, key: str) -> Any:
-        try:
-            return self.pending[key][0]
-        except KeyError:
-            return self.table[key]
+        found = self.get(key, _MISSING)
+        if found is _MISSING:
+            raise KeyError(key)
+        return found
 
     def get(self, key: str, default: Any = None) -> Any:
         try:
             return self.pending[key][0]
+        except KeyError:
+            pass
+        try:
+            return self.unwritten[key]
         except KeyError:
             return self.table.get(key, default)
 
@@ -503,19 +632,57 @@ class WriteBehind(MutableMapping):
         raise TypeError(f"deleting the state of entity {key!r} is not supported; the features handler only replaces it")
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.table.keys() | self.pending.keys())
+        return iter(self.table.keys() | self.unwritten.keys() | self.pending.keys())
 
     def __len__(self) -> int:
-        return len(self.table.keys() | self.pending.keys())
+        return len(self.table.keys() | self.unwritten.keys() | self.pending.keys())
 
-    def flush(self, make_current: Callable[[Any], None]) -> None:
-        """Write every buffered state to the table, each with the event that wrote it made current."""
-        try:
-            for key, (value, event) in self.pending.items():
+    def seal(self) -> _SealedStates:
+        """End the current batch and return its states, which `write_when_ready` writes later."""
+        sealed = _SealedStates(self.pending)
+        self.pending = {}
+        for key, (value, _) in sealed.states.items():
+            self.unwritten[key] = value
+        self._sealed.append(sealed)
+        return sealed
+
+    def write_when_ready(self, sealed: _SealedStates, make_current: Callable[[Any], None]) -> None:
+        """Note that the outputs of `sealed` are acknowledged, then write every sealed batch, oldest first, up to the first that is not."""
+        sealed.ready = True
+        while self._sealed and self._sealed[0].ready:
+            for key, (value, event) in self._sealed.popleft().states.items():
                 make_current(event)
-                self.table[key] = value
-        finally:
-            self.pending.clear()
+                message = event.message
+                self.table[key] = {**value, SOURCE: [message.partition, message.offset]}
+                if self.unwritten.get(key) is value:
+                    del self.unwritten[key]
+
+    def applied(self, key: str, partition: int, offset: int) -> bool:
+        """Return whether the table contains the effect of the record at `offset` of `partition`, whose key is `key`.
+
+        Records are processed and written in offset order, so the state of the record's
+        entity, written by a later record of the same partition, contains it too. A state
+        of this worker that is not written yet is newer than the table's, and such a record
+        is not a replay, so this returns False then.
+        """
+        if key in self.pending or key in self.unwritten:
+            return False
+        state = self.table.get(key)
+        source = state.get(SOURCE) if isinstance(state, dict) else None
+        return isinstance(source, list) and len(source) == 2 and source[0] == partition and source[1] >= offset
+
+
+class _SealedStates:
+    """The states of one batch, by entity, with the event that wrote each, and whether its outputs are acknowledged."""
+
+    __slots__ = ("states", "ready")
+
+    def __init__(self, states: dict[str, tuple[Any, Any]]) -> None:
+        self.states = states
+        self.ready = False
+
+
+_MISSING = object()
 
 
 def _ack_if_delivered(event: faust.EventT, original: asyncio.Future) -> None:
