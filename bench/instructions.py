@@ -1,7 +1,9 @@
-"""Instructions per event of a pull loop's Python work, counted by valgrind: a figure that noise does not move.
+"""Instructions per event of a pull loop's Python work, counted by valgrind: a figure that noise moves less.
 
 On the shared machines of these benchmarks, wall and CPU times varied by up to a third
-between runs, more than most single changes to the code. This counts the instructions
+between runs, more than most single changes to the code. The count varies too, though
+less: six counts of the same loop code gave 200,658 to 244,578 instructions per event,
+so compare two versions with several counts of each. This counts the instructions
 that the inference service's pull loop executes per Elec2 feature vector: decoding the
 Kafka records, the handler, tracing, metrics and encoding the outputs. The Kafka client
 is left out, because the records come from memory and the outputs are encoded but not

@@ -74,8 +74,9 @@ def _instructions(figures: dict) -> list[str]:
     return [
         "`python -m bench.instructions` counts under valgrind the instructions that the inference service's",
         "pull loop executes per Elec2 feature vector: decoding the Kafka records, the handler, tracing,",
-        "metrics and encoding the outputs, without the Kafka client. Load does not change this figure,",
-        "so it compares two versions of the code where the rates above move by up to a third between runs.",
+        "metrics and encoding the outputs, without the Kafka client. It varies less than the rates above,",
+        "which move by up to a third between runs, but it is not exact: six counts of the same loop code",
+        "on 2026-12-05 gave 200,658 to 244,578. Compare two versions of the code with several counts of each.",
         "",
         _table(["loop", "instructions per event"], [["inference", f"{counted['inference_loop']:,}"]]),
     ]
