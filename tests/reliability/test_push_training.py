@@ -1,7 +1,7 @@
 """SIGKILL of the training service in push mode: every sample it responded to is still learned once.
 
 A KafkaSource commits an event's offset when the service responds, so training in push
-mode must have the sample in a checkpoint before its response.
+mode must have the sample in a checkpoint or its journal before the response.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import signal
 import time
 
 import pytest
+from confluent_kafka import Producer
 
 from streamml.common.events import to_kafka
 from streamml.common.settings import KafkaSettings
@@ -28,8 +29,6 @@ ROWS = 1500
 
 
 def test_killed_push_training_loses_nothing(bootstrap_servers, elec2_csv, elec2_spec_path, tmp_path):
-    from confluent_kafka import Producer
-
     spec_path = unique_spec(elec2_spec_path, tmp_path, "push-training")
     spec = load_spec(spec_path)
     settings = KafkaSettings(bootstrap_servers=bootstrap_servers)
@@ -56,7 +55,7 @@ def test_killed_push_training_loses_nothing(bootstrap_servers, elec2_csv, elec2_
         wait_http(training, url)
         dispatcher = Dispatcher(bootstrap_servers, [spec.topic("features"), spec.topic("labels")], url + "/", spec.topic("dead_letter")).start()
         # Kill between two versions (every 512 samples): the samples acknowledged since the last
-        # version exist only in the learner's memory and its checkpoints.
+        # version exist only in the learner's memory and on the checkpoints topic.
         deadline = time.monotonic() + 120
         while dispatcher.delivered < 1400 and time.monotonic() < deadline:
             assert dispatcher.failure is None, repr(dispatcher.failure)
@@ -82,7 +81,7 @@ def test_killed_push_training_loses_nothing(bootstrap_servers, elec2_csv, elec2_
     assert stopped, training.log_tail()
     learned, waiting = map(int, stopped[-1])
     assert learned + waiting == ROWS, f"after the restart the learner had {learned} samples and {waiting} waiting, of {ROWS}"
-    # The restart found journal records after the newest checkpoint, unless the kill came right after one.
+    # The restart logs how many journal events after the newest checkpoint it handled again.
     replayed = re.findall(r"from the checkpoint of version \d+ and (\d+) journal events after it", log)
     assert replayed, training.log_tail()
     journaled = re.findall(r"stopped after (\d+) checkpoints and (\d+) journal records", log)
