@@ -137,22 +137,19 @@ class KafkaCheckpoints:
         """
         newest: bytes | None = None
         newest_offset = -1
-        parts: dict[bytes, bytes] = {}
-        journal: dict[bytes, tuple[int, bytes]] = {}
+        # The newest value and its offset of every part and journal key; both start with the part prefix.
+        live: dict[bytes, tuple[int, bytes]] = {}
         for message in read_compacted(self.settings, self.topic):
             key, value = message.key(), message.value()
             if key == self.key:
                 newest, newest_offset = value, message.offset()
-            elif key is not None and key.startswith(self._journal_prefix):
-                if value is None:
-                    journal.pop(key, None)
-                else:
-                    journal[key] = (message.offset(), value)
             elif key is not None and key.startswith(self._part_prefix):
                 if value is None:
-                    parts.pop(key, None)
+                    live.pop(key, None)
                 else:
-                    parts[key] = value
+                    live[key] = (message.offset(), value)
+        journal = {key: found for key, found in live.items() if key.startswith(self._journal_prefix)}
+        parts = {key: value for key, (_, value) in live.items() if key not in journal}
         # Journal records before the newest checkpoint are in it.
         later = sorted((offset, key, value) for key, (offset, value) in journal.items() if offset > newest_offset)
         self._delete([key for key, (offset, _) in journal.items() if offset < newest_offset])
