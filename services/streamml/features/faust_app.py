@@ -246,6 +246,10 @@ class FeaturesProcessor:
                     try:
                         work.extend(await self._read_gap(event, origin, missing))
                     except Exception as error:
+                        logger.error(
+                            "%s: reading offsets %d to %d, which faust dropped, failed (%r); stopping the worker",
+                            origin, missing[0], missing[1] - 1, error,
+                        )
                         await self.app.crash(error)
                         return
                 if self._skip_redelivery(event, origin) or self._skip_applied(message.key, origin):
