@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 try:
-    from bench import cold_start, instructions, learners, report, stages
+    from bench import checkpoints, cold_start, instructions, learners, report, stages
 except ImportError as missing:
     sys.exit(f"python -m bench: {missing}; the benchmarks need the dev extra: run scripts/setup dev")
 from bench.harness import REPOSITORY, LocalBroker
@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         figures["served"] = learners.served_accuracy(csv_path, spec_path, rows)
         logger.info("learners: %s; served %s", figures["learners"], figures["served"])
         figures["cold_start"] = cold_start.run(settings, csv_path, size["cold_repeat"])
+        figures["checkpoints"] = checkpoints.measure(settings, workload)
+        logger.info("checkpoints: %s", figures["checkpoints"])
     if args.instructions:
         figures["instructions_per_event"] = {"inference_loop": instructions.measure(csv_path)}
     figures["ratios"] = ratios(figures)

@@ -65,6 +65,28 @@ def _bounds(figures: dict) -> list[str]:
     ]
 
 
+def _checkpoints(figures: dict) -> list[str]:
+    """Return the section on what a push-mode training response waits for."""
+    measured = figures.get("checkpoints")
+    if not measured:
+        return ["Not measured in this run."]
+    return [
+        "`bench/checkpoints.py`: push-mode training responds once the checkpoints topic contains the request.",
+        "Between checkpoints that is one journal record of the request's events. A checkpoint writes the",
+        "learner and every sample waiting for a partner. Median of "
+        f"{measured['repeats']} writes each, waiting for the broker's acknowledgement:",
+        "",
+        _table(
+            ["write", "median (ms)"],
+            [
+                ["journal record of one feature vector", measured["journal_record_ms"]],
+                ["checkpoint of the learner alone", measured["checkpoint_alone_ms"]],
+                [f"checkpoint with {measured['waiting']:,} vectors waiting for labels", measured["checkpoint_waiting_ms"]],
+            ],
+        ),
+    ]
+
+
 def _instructions(figures: dict) -> list[str]:
     """Describe the instruction count of the inference loop, or how to get one when this run has none."""
     counted = figures.get("instructions_per_event")
@@ -203,6 +225,10 @@ def render(figures: dict) -> str:
         "loading its first model. The features service's first output in pull mode waits for the faust",
         "worker to join its consumer group and replay the state table's changelog before the agent",
         "starts; in push mode, where no faust worker runs, it is ready as fast as the others.",
+        "",
+        "## Training checkpoints",
+        "",
+        *_checkpoints(figures),
         "",
         "## Instructions per event",
         "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from bench import stages
+from bench import checkpoints, stages
 from bench.__main__ import MODEL_NAME, trained_model
 from bench.harness import REPOSITORY
 from bench.workload import build
@@ -63,3 +63,11 @@ def test_training_latency_is_label_to_model(setup):
     assert figures["events_per_s"] > 0
     assert figures["samples"] >= 1
     assert figures["latency_is"] == "from a label to the model version that learned it"
+
+
+def test_checkpoint_writes_are_timed(setup):
+    timed = checkpoints.measure(setup.settings, setup.workload)
+    assert timed["journal_record_ms"] > 0
+    assert timed["checkpoint_alone_ms"] > 0
+    assert timed["checkpoint_waiting_ms"] > 0
+    assert timed["waiting"] == checkpoints.WAITING
