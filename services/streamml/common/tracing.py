@@ -75,6 +75,9 @@ class BatchTrace:
         self._received_unix = received_at.timestamp()
         self._restamp = restamp
         self.ingested_at: list[float] = []
+        # The last ingest time read and its Unix time: the ingestion service stamps a whole batch
+        # with one time, so consecutive inputs often carry the same text.
+        self._last_ingest: tuple[str, float] = ("", 0.0)
 
     def stamp(self, index: int, outputs: Sequence[Output]) -> None:
         """Copy input `index`'s trace context and ingest time into its outputs, which may be none."""
@@ -108,8 +111,11 @@ class BatchTrace:
         if not self._restamp:
             value = attributes.get(INGEST_TIME)
             if value is not None:
+                if type(value) is str and value == self._last_ingest[0]:
+                    return self._last_ingest
                 unix = parse_ingest_time(value)
                 if unix is not None:
+                    self._last_ingest = (value, unix)  # type: ignore[assignment]
                     return value, unix  # type: ignore[return-value]
         return self._received, self._received_unix
 
