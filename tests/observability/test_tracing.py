@@ -75,7 +75,20 @@ def test_later_service_keeps_ingest_time():
     assert trace.ingested_at == [RECEIVED.timestamp() - 1.25]
 
 
-@pytest.mark.parametrize("value", ["yesterday", "2025-03-01T11:59:59", "2025-13-01T00:00:00Z"])
+def test_ingest_times_in_turn():
+    """Inputs that repeat, change and lose their ingest time each get their own, as the batch trace reuses the last one read."""
+    times = ["2025-03-01T11:59:59.000000Z", "2025-03-01T11:59:59.000000Z", "2025-03-01T11:59:58.000000Z", "yesterday"]
+    inputs = [event(f"in-{index}", **{INGEST_TIME: value}) for index, value in enumerate(times)]
+    outputs = [derived(f"out-{index}") for index in range(len(inputs))]
+    trace = EventTracer().start(inputs, received_at=RECEIVED)
+    for index, output in enumerate(outputs):
+        trace.stamp(index, [output])
+    stamped = [output.event.get_attributes()[INGEST_TIME] for output in outputs]
+    assert stamped == times[:3] + ["2025-03-01T12:00:00.250000Z"]
+    assert trace.ingested_at == [RECEIVED.timestamp() - 1.25] * 2 + [RECEIVED.timestamp() - 2.25, RECEIVED.timestamp()]
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2025-03-01T11:59:59", "2025-13-01T00:00:00Z", ""])
 def test_unreadable_ingest_time_replaced(value):
     output = derived()
     trace = EventTracer().start([event(**{INGEST_TIME: value})], received_at=RECEIVED)

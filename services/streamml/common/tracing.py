@@ -77,7 +77,7 @@ class BatchTrace:
         self.ingested_at: list[float] = []
         # The last ingest time read and its Unix time: the ingestion service stamps a whole batch
         # with one time, so consecutive inputs often carry the same text.
-        self._last_ingest: tuple[str, float] = ("", 0.0)
+        self._last_ingest: tuple[str, float] | None = None
 
     def stamp(self, index: int, outputs: Sequence[Output]) -> None:
         """Copy input `index`'s trace context and ingest time into its outputs, which may be none."""
@@ -111,8 +111,9 @@ class BatchTrace:
         if not self._restamp:
             value = attributes.get(INGEST_TIME)
             if value is not None:
-                if type(value) is str and value == self._last_ingest[0]:
-                    return self._last_ingest
+                last = self._last_ingest
+                if last is not None and value == last[0]:
+                    return last
                 unix = parse_ingest_time(value)
                 if unix is not None:
                     self._last_ingest = (value, unix)  # type: ignore[assignment]
