@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 from confluent_kafka import Consumer, Producer
 
-from streamml.common.kafka import consumer_config
+from streamml.common.kafka import consumed_positions, consumer_config
 from streamml.common.settings import KafkaSettings
 
 
@@ -99,8 +99,7 @@ def relay(
                 raise RuntimeError(f"records to {target} were not acknowledged within 30s")
             committing = time.perf_counter()
             # The services' commit: the positions read now, sent without waiting for the response.
-            positions = [partition for partition in consumer.position(consumer.assignment()) if partition.offset >= 0]
-            consumer.commit(offsets=positions, asynchronous=True)
+            consumer.commit(offsets=consumed_positions(consumer), asynchronous=True)
             relayed += copied
             spent = (copied, time.process_time() - cpu_started, committing - flushing, time.perf_counter() - committing)
             every.add(*spent)

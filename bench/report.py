@@ -37,8 +37,8 @@ def _bounds(figures: dict) -> list[str]:
         f"- **Inference and ingestion**: on the inference records the relay takes {relay_us:.0f} µs per record. By its",
         f"  own clock, in the full batches of a backlog, it spends {split.get('cpu', 0.0):.1f} µs of CPU per record (consume,",
         f"  produce, delivery reports). It is blocked on the broker for {blocked:.1f} µs: {split.get('flush', 0.0):.1f} µs in flush,",
-        f"  waiting for acknowledgements, and {split.get('commit', 0.0):.1f} µs in the offset commit, which does not wait for the",
-        "  broker's response (a synchronous one waited about 5 ms per batch on Kafka 4.1). A service runs the",
+        f"  waiting for acknowledgements, and {split.get('commit', 0.0):.1f} µs in the offset commit. The commit does not wait",
+        "  for the broker's response. A synchronous one waited about 5 ms per batch on Kafka 4.1. A service runs the",
         "  same delivery rule, so it is blocked as long and adds its handler time: service / relay is about",
         f"  relay / (relay + handler). For inference that estimate is {estimate:.2f}; measured"
         f" {inference['events_per_s'] / relay['events_per_s']:.2f}.",

@@ -24,7 +24,7 @@ RECORDS = 1200
 
 
 class CountingHandler(EventHandler):
-    """Keeps the ids of the events it handles and emits nothing."""
+    """A handler that keeps the ids of the events it handles and emits nothing."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
@@ -108,7 +108,7 @@ def test_restart_resumes_after_commits(bootstrap_servers, topic_factory):
 
 
 class BlockingHandler(CountingHandler):
-    """Blocks on the first event after `block_after` until `release` is set."""
+    """A handler that blocks on the first event after `block_after` until `release` is set."""
 
     def __init__(self, block_after: int) -> None:
         super().__init__()

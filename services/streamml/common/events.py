@@ -300,15 +300,9 @@ def _check_attributes(attributes: dict[str, Any], where: str, names: str, only: 
         raise _invalid(where, f"required {_label(names, name)} is missing; send id, source, specversion and type")
     for name in attributes if only is None else only:
         value = attributes[name]
-        cacheable = False
-        if type(value) is str:
-            if name not in _UNCACHED:
-                if (name, value) in _CHECKED:
-                    continue
-                cacheable = True
-            elif name == "id" and value and value.isascii() and value.isprintable():
-                # What `check_attribute` requires of an id, without the call: most ids are plain ASCII.
-                continue
+        cacheable = type(value) is str and name not in _UNCACHED
+        if cacheable and (name, value) in _CHECKED:
+            continue
         if name not in _NAMES_OK:
             if not rules.is_attribute_name(name):
                 raise _invalid(where, f"{_label(names, name)} has an invalid name: {rules.name_fix(name)}")
@@ -440,11 +434,7 @@ def to_kafka(event: CloudEvent) -> tuple[bytes | None, bytes, KafkaHeaders]:
     if content_type is not None:
         headers.append(_content_type_header(content_type))
     partition_key = attributes.get("partitionkey")
-    if partition_key is None:
-        return None, value, headers
-    # A string key's header was just written and kept, so its bytes serve as the key.
-    known = _ENCODED.get(("partitionkey", partition_key)) if type(partition_key) is str else None
-    key = known[1] if known else rules.canonical_string(partition_key).encode("utf-8")
+    key = None if partition_key is None else rules.canonical_string(partition_key).encode("utf-8")
     return key, value, headers
 
 
@@ -462,8 +452,7 @@ def _encode_header(event: CloudEvent, name: str, attribute: Any) -> tuple[str, b
         header: tuple[str, bytes] | tuple[()] = ()
     else:
         try:
-            text = rules.format_timestamp(attribute) if type(attribute) is datetime else rules.canonical_string(attribute)
-            header = ("ce_" + name, text.encode("utf-8"))
+            header = ("ce_" + name, rules.canonical_string(attribute).encode("utf-8"))
         except (RuleError, UnicodeEncodeError) as error:
             raise InvalidEventError("invalid-cloudevent", f"event {event.get_id()}: attribute {name!r} {error}") from None
     if type(attribute) is str and name not in _UNCACHED:
@@ -524,9 +513,9 @@ def from_kafka(
         raise _invalid(where, "tombstone (null value) is not an event; produce CloudEvents with a value")
     attributes: dict[str, Any] = {}
     content_type: str | None = None
-    # Attributes whose values this decoder has not seen pass before, and of those the ones
-    # worth remembering, with the headers they came from.
+    # Attributes whose values this decoder has not seen pass its checks before.
     unchecked: list[str] = []
+    # Those of them worth remembering, with the headers they came from.
     fresh: list[tuple[str, tuple[str, bytes]]] = []
     for header in headers or ():
         try:
@@ -577,7 +566,7 @@ def from_kafka(
 
 
 def _remember_headers(fresh: list[tuple[str, tuple[str, bytes]]], attributes: dict[str, Any], content_type: str | None) -> None:
-    """Keep the headers of an event that passed its checks, except those whose values differ on every event."""
+    """Keep the headers of an event that passed its checks; `fresh` leaves out those whose values differ on every event."""
     for attribute, header in fresh:
         if type(header[1]) is not bytes:
             continue
@@ -598,9 +587,9 @@ def _binary_event(
     only: Iterable[str] | None = None,
     json_as_bytes: bool = False,
 ) -> CloudEvent:
-    if "datacontenttype" in attributes or "data" in attributes:
-        reserved = "datacontenttype" if "datacontenttype" in attributes else "data"
-        raise _invalid(where, f"{names.format(reserved)} is not allowed in binary mode; send it as content-type or the body")
+    for reserved in ("datacontenttype", "data"):
+        if reserved in attributes:
+            raise _invalid(where, f"{names.format(reserved)} is not allowed in binary mode; send it as content-type or the body")
     if content_type is not None:
         attributes["datacontenttype"] = content_type
     _check_attributes(attributes, where, names, only)

@@ -250,6 +250,14 @@ def _rejected_event_id(outputs: Sequence[Output], message: Message) -> str | Non
     return None
 
 
+def consumed_positions(consumer: Consumer) -> list[TopicPartition]:
+    """Return the position of each assigned partition that records were consumed from: the offset after the last one.
+
+    A partition with nothing consumed since its assignment has a negative position and is left out.
+    """
+    return [partition for partition in consumer.position(consumer.assignment()) if partition.offset >= 0]
+
+
 def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
     config = settings.client_config() | {
         "group.id": group_id,
@@ -463,9 +471,7 @@ class PullRunner:
         the consumer closes.
         """
         try:
-            # The position of a partition is the offset after the last record consumed, or
-            # negative when nothing was consumed from it since it was assigned.
-            positions = [partition for partition in self.consumer.position(self.consumer.assignment()) if partition.offset >= 0]
+            positions = consumed_positions(self.consumer)
             if positions:
                 self.consumer.commit(offsets=positions, asynchronous=True)
         except KafkaException as error:
@@ -479,13 +485,14 @@ class PullRunner:
             error = failed[0].error
         # _NO_OFFSET: nothing was consumed since the offsets of the last commit.
         if error.code() != KafkaError._NO_OFFSET:
-            self._commit_failed(error, ", ".join(f"{p.topic}[{p.partition}]@{p.offset}" for p in partitions) or "no partitions")
+            offsets = ", ".join(str(Origin(p.topic, p.partition, p.offset)) for p in partitions)
+            self._commit_failed(error, offsets or "no partitions")
 
-    def _commit_failed(self, error: KafkaError, what: str, fields: dict[str, Any] | None = None) -> None:
+    def _commit_failed(self, error: KafkaError, offsets: str, fields: dict[str, Any] | None = None) -> None:
         # The outputs are acknowledged, so a lost commit only means a replay after a crash,
         # and the next batch's commit covers these offsets too (for example after NOT_COORDINATOR).
         self.metrics.error("commit")
-        logger.warning("%s: offset commit of %s failed, the next batch retries it: %s", self.service, what, error, extra=fields)
+        logger.warning("%s: offset commit of %s failed, the next batch retries it: %s", self.service, offsets, error, extra=fields)
 
     def _commit_at_stop(self) -> None:
         try:

@@ -178,11 +178,7 @@ class InferenceHandler(EventHandler):
             )
         # The entity becomes the prediction's subject, a CloudEvents String, and the input id is
         # hashed into the prediction's id. Checked here, a bad one fails this vector, not the batch.
-        # Printable ASCII passes `check_string`, so most vectors skip its calls.
-        entity, input_id = vector.entity, vector.event_id
-        if entity.isascii() and entity.isprintable() and input_id.isascii() and input_id.isprintable():
-            return vector
-        for field, value in (("entity", entity), ("event_id", input_id)):
+        for field, value in (("entity", vector.entity), ("event_id", vector.event_id)):
             try:
                 check_string(value)
             except RuleError as error:
