@@ -58,7 +58,7 @@ class Pipeline:
         return f"streamml-features-{self.spec.name}"
 
 
-def _spec_document(name: str, topics: dict[str, str]) -> dict[str, Any]:
+def spec_document(name: str, topics: dict[str, str]) -> dict[str, Any]:
     """Return a spec document with a sliding mean over 3 records, a tumbling sum over 2 and label lag 1."""
     return {
         "name": name,
@@ -93,7 +93,7 @@ def make_pipeline(topic_factory, tmp_path: Path) -> Callable[..., Pipeline]:
             "dead_letter": topic_factory(prefix="features-dlq"),
         }
         name = f"faust-{uuid.uuid4().hex[:12]}"
-        document = _spec_document(name, topics)
+        document = spec_document(name, topics)
         spec_path = tmp_path / f"{name}.yaml"
         spec_path.write_text(yaml.safe_dump(document, sort_keys=False))
         return Pipeline(parse_spec(document), spec_path, **topics)

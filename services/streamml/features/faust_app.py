@@ -36,11 +36,13 @@ no window counts a record twice. That needs the record key to name the entity,
 as ingestion writes it; a record keyed otherwise is processed again.
 
 faust 0.15.3 sometimes drops a record when it seeks a partition back to its
-committed offset while records fetched before the seek are still queued, and
-counts it as read, so its offset commits. The worker notices the missing offset
-before the next record of the partition and reads the record from the broker
-itself. NOTE: faust may commit that offset before the record's outputs are
-acknowledged, so a worker that dies in that short window loses the record.
+committed offset while records fetched before the seek are still queued. It
+notes the missing offsets as a gap, which it commits once a later offset of the
+partition is acknowledged. The worker notices the missing offsets before the
+next record of the partition, reads those records from the broker itself and
+processes them in that record's batch. The worker limits faust's commits to the
+oldest record whose outputs are in flight, gap records included, so the gap's
+offsets commit only after their outputs are acknowledged (`limit_commits`).
 """
 
 from __future__ import annotations
@@ -217,6 +219,7 @@ class FeaturesProcessor:
         record per entity instead of one per record.
         """
         self._keep_queue_on_resume(stream)
+        limit_commits(self.app.consumer, self.commit_limit)
         # Stream._set_current_event is how faust itself marks the event a table write belongs to.
         self._make_current = stream._set_current_event
         emitter = Emitter(self.kafka)
@@ -242,9 +245,10 @@ class FeaturesProcessor:
                 message = event.message
                 origin = Origin(message.topic, message.partition, message.offset)
                 missing = self._gap_before(origin)
+                gap: list[_Work] = []
                 if missing is not None:
                     try:
-                        work.extend(await self._read_gap(event, origin, missing))
+                        gap = await self._read_gap(event, origin, missing)
                     except Exception as error:
                         logger.error(
                             "%s: reading offsets %d to %d, which faust dropped, failed (%r); stopping the worker",
@@ -252,6 +256,10 @@ class FeaturesProcessor:
                         )
                         await self.app.crash(error)
                         return
+                    work.extend(gap)
+                    # Gap records count as in flight like the batch's records, so commits stop below them
+                    # and a later copy of one waits for its outputs.
+                    origins.extend(item.origin for item in gap)
                 if self._skip_redelivery(event, origin) or self._skip_applied(message.key, origin):
                     continue
                 message.incref()
@@ -319,6 +327,18 @@ class FeaturesProcessor:
             managed.discard(queue)
             logger.debug("agent queue %r is no longer emptied when flow control resumes", queue)
 
+    def commit_limit(self, tp: tuple[str, int]) -> int | None:
+        """Return the highest offset of partition `tp` that faust may commit, or None for no limit.
+
+        That is the offset of the oldest record in flight, whose outputs the brokers have
+        not acknowledged, or else the offset after the last record this worker took on.
+        """
+        topic, partition = tp
+        pending = [origin.offset for origin in self._in_flight if origin.partition == partition and origin.topic == topic]
+        if pending:
+            return min(pending)
+        return self._next_offset.get((topic, partition))
+
     def _gap_before(self, origin: Origin) -> tuple[int, int] | None:
         """Return the offsets [start, end) of this partition that never reached the agent before this record, if any."""
         expected = self._next_offset.get((origin.topic, origin.partition))
@@ -331,8 +351,8 @@ class FeaturesProcessor:
 
         faust 0.15.3 sometimes drops a record when it seeks a partition back to its committed
         offset while records fetched before the seek are still queued, and it counts the
-        record as read, so its offset commits. The records come from a consumer outside the
-        group, and their state is written with `event`, which is of the same partition.
+        offset as a gap to commit. The records come from a consumer outside the group, and
+        their state is written with `event`, which is of the same partition.
         """
         start, end = missing
         if self._gap_reader is None:
@@ -470,12 +490,13 @@ class FeaturesProcessor:
         done: _Done,
         delivered: asyncio.Future,
     ) -> None:
-        for origin in origins:
-            self._in_flight.pop(origin, None)
         error = asyncio.CancelledError() if delivered.cancelled() else delivered.exception()
         if error is None:
+            for origin in origins:
+                self._in_flight.pop(origin, None)
             self._ack(batch, done)
             return
+        # The batch's records stay in flight, so no commit passes them before the worker stops.
         for trace in done.traces:
             trace.end(error)
         self.metrics.error("delivery")
@@ -687,6 +708,33 @@ class _SealedStates:
 
 
 _MISSING = object()
+
+
+def limit_commits(consumer: Any, limit: Callable[[Any], int | None]) -> None:
+    """Make a faust consumer commit no offset of a partition `tp` beyond `limit(tp)`.
+
+    faust counts the offsets that it read past without delivering them, a gap, as
+    acknowledged once a later offset of the partition is. It also commits past an
+    unacknowledged record at the committed offset once the next record is acknowledged.
+    The worker processes gap records itself, so their outputs may still be in flight
+    then. The acknowledged offsets that the limit defers go back to faust's list, and
+    a later commit takes them.
+    """
+    new_offset = consumer._new_offset
+
+    def limited(tp: Any) -> int | None:
+        offset = new_offset(tp)
+        bound = limit(tp)
+        if offset is None or bound is None or offset <= bound:
+            return offset
+        deferred = range(bound, offset)
+        acked = consumer._acked[tp]
+        acked.extend(deferred)
+        acked.sort()
+        consumer._acked_index[tp].update(deferred)
+        return bound
+
+    consumer._new_offset = limited
 
 
 def _ack_if_delivered(event: faust.EventT, original: asyncio.Future) -> None:
