@@ -285,7 +285,7 @@ def _feature_values(received: Sequence[Received]) -> dict[str, list[float]]:
 # A reference, written independently of streamml.features.pipeline ------------------------------
 
 
-def _expected_vectors(records: Sequence[tuple[str, str, float, float | None]]) -> dict[str, list[float]]:
+def expected_vectors(records: Sequence[tuple[str, str, float, float | None]]) -> dict[str, list[float]]:
     """Return [x, mean of the last 3 x, sum of x in the current pair, previous label] per record id."""
     xs: dict[str, list[float]] = {}
     labels: dict[str, list[float]] = {}
@@ -402,7 +402,7 @@ def test_restart_keeps_window_state(make_pipeline, start_worker, make_producer, 
         (f"r{index}", ("alpha", "beta")[index % 2], float(index), float(index) / 2 if index % 3 == 0 else None)
         for index in range(80)
     ]
-    expected = _expected_vectors(plan)
+    expected = expected_vectors(plan)
     records = [_record(event_id, entity, x, label) for event_id, entity, x, label in plan]
 
     _produce(producer, pipeline.raw, records[:40])
@@ -455,7 +455,7 @@ def test_sigkill_keeps_windows_exact(make_pipeline, start_worker, make_producer,
         (f"k{index}", ("alpha", "beta")[index % 2], float(index % 17), float(index % 5) if index % 3 == 0 else None)
         for index in range(KILL_RECORDS)
     ]
-    expected = _expected_vectors(plan)
+    expected = expected_vectors(plan)
     _produce(producer, pipeline.raw, [_record(event_id, entity, x, label) for event_id, entity, x, label in plan])
 
     first = start_worker(pipeline, "first")

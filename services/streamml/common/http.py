@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -37,7 +38,7 @@ from streamml.common.handler import EventHandler
 from streamml.common.kafka import Emitter
 from streamml.common.logs import event_fields
 from streamml.common.metrics import HTTP_UNAUTHORIZED, RETRIES, AdapterMetrics
-from streamml.common.tracing import event_tracer
+from streamml.common.tracing import BatchTrace, event_tracer
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ def build_http_app(
     delivery_timeout_s: float = 30.0,
     ready_wait_s: float = 0.0,
     after_handle: Callable[[], None] | None = None,
+    after_failure: Callable[[], None] | None = None,
+    serial: bool = False,
     max_inflight: int = 64,
     bearer_token: SecretStr | None = None,
 ) -> Starlette:
@@ -65,9 +68,12 @@ def build_http_app(
 
     Handler calls are serialised by a lock, because handlers keep state; only
     the waits for Kafka acknowledgements overlap. `after_handle` runs after the
-    outputs are acknowledged and before the reply (the features service flushes
-    its state changelog there). A request that arrives before the handler is
-    ready waits up to `ready_wait_s`, then gets 503.
+    outputs are acknowledged and before the reply (the features service commits
+    its state there). `after_failure` runs under the lock when a request fails
+    after its events were handled, so a handler can drop what it staged. With
+    `serial`, requests are handled, delivered and finished one at a time, for a
+    handler whose state must not include a request that may still fail. A request
+    that arrives before the handler is ready waits up to `ready_wait_s`, then gets 503.
 
     With `reply_topic` set, the outputs for that topic are also returned in the
     response body (inference returns its prediction for the CloudEvent it received).
@@ -89,6 +95,7 @@ def build_http_app(
         emitter.wait(emitter.send_all([output]), timeout_s=delivery_timeout_s)
 
     lock = threading.Lock()
+    request_lock = threading.Lock() if serial else contextlib.nullcontext()
     metrics = AdapterMetrics(service, "http")
     tracer = event_tracer()
     inflight = threading.BoundedSemaphore(max_inflight)
@@ -122,11 +129,34 @@ def build_http_app(
                 raise RetriableError(f"{service} is not ready yet (waited {ready_wait_s:.0f}s); retry later", retry_after_s=2.0)
             time.sleep(0.05)
 
+    def failed() -> None:
+        if after_failure is not None:
+            with lock:
+                after_failure()
+
     def process(events: list[CloudEvent]) -> list[Output]:
         started = time.perf_counter()
         received_at = datetime.now(timezone.utc)
         wait_until_ready()
-        trace = tracer.start(events, received_at=received_at, restamp=handler.restamps_ingest_time)
+        with request_lock:
+            trace = tracer.start(events, received_at=received_at, restamp=handler.restamps_ingest_time)
+            try:
+                outputs = deliver(events, trace)
+                if after_handle is not None:
+                    try:
+                        after_handle()
+                    except Exception:
+                        failed()
+                        raise
+            except Exception as error:
+                trace.end(error)
+                raise
+            trace.end()
+        metrics.batch_done(len(events), outputs, started, trace.ingested_at, dead_letter_topic)
+        return outputs
+
+    def deliver(events: list[CloudEvent], trace: BatchTrace) -> list[Output]:
+        """Handle the events, produce their outputs and wait for the brokers to acknowledge them."""
         try:
             with lock:
                 results = handler.handle_batch(events)
@@ -141,20 +171,18 @@ def build_http_app(
                     last_tick[0] = now
                     outputs.extend(handler.tick(datetime.now(timezone.utc)))
                 futures = emitter.send_all(outputs)
-            try:
-                emitter.wait(futures, timeout_s=delivery_timeout_s)
-            except RetriableError:
+        except Exception:
+            failed()
+            raise
+        try:
+            emitter.wait(futures, timeout_s=delivery_timeout_s)
+        except Exception as error:
+            if isinstance(error, RetriableError):
                 metrics.error("delivery")
                 with lock:
                     handler.delivery_failed(outputs)
-                raise
-        except Exception as error:
-            trace.end(error)
+            failed()
             raise
-        trace.end()
-        if after_handle is not None:
-            after_handle()
-        metrics.batch_done(len(events), outputs, started, trace.ingested_at, dead_letter_topic)
         return outputs
 
     async def receive(request: Request) -> Response:

@@ -33,6 +33,10 @@ class ServiceParts:
     before_batch: Callable[[], None] | None = None
     on_outputs: Callable[[list[Output]], None] | None = None
     after_handle: Callable[[], None] | None = None
+    # Push mode: called when a request fails after its events were handled.
+    after_failure: Callable[[], None] | None = None
+    # Push mode: one request at a time, from handling to its reply.
+    serial_requests: bool = False
     is_ready: Callable[[], bool] | None = None
     ready_wait_s: float = 0.0
     on_assign: Callable[[list[TopicPartition]], None] | None = None
@@ -87,6 +91,8 @@ def run_service(parts: ServiceParts, settings: ServiceSettings, spec: PipelineSp
             is_ready=parts.is_ready,
             ready_wait_s=parts.ready_wait_s,
             after_handle=parts.after_handle,
+            after_failure=parts.after_failure,
+            serial=parts.serial_requests,
             max_inflight=settings.max_inflight_requests,
             bearer_token=settings.http_bearer_token,
         )

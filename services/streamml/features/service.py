@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
+
+from cloudevents.core.v1.event import CloudEvent
 
 from streamml.common.changelog import ChangelogStore, ensure_compacted_topic
 from streamml.common.http import build_health_app
 from streamml.common.errors import SpecError
+from streamml.common.events import Output
+from streamml.common.handler import EventHandler
 from streamml.common.kafka import Emitter, topic_partitions, wait_for_topics
+from streamml.common.logs import event_fields
 from streamml.common.metrics import publish_build_info
 from streamml.common.process import HttpServer
 from streamml.common.runner import ServiceParts, run_service
@@ -76,17 +82,67 @@ def run_features(settings: FeaturesSettings, stop: threading.Event) -> int:
             server.stop()
 
 
+class PushDeliveries(EventHandler):
+    """The features handler behind HTTP deliveries, which may repeat an input.
+
+    A KafkaSource delivers an input again when it gets no 2xx response, also when the
+    input's state was already committed. Each request's state is committed after its
+    outputs are acknowledged, with the (source, id) of the inputs it applies, and an
+    input that a committed state applied is skipped whole.
+    """
+
+    source = FeaturesHandler.source
+    parses_json_data = FeaturesHandler.parses_json_data
+
+    def __init__(self, handler: FeaturesHandler, store: ChangelogStore) -> None:
+        self.handler = handler
+        self.store = store
+        self.skipped = 0
+        self._inputs: list[tuple[str, str]] = []
+
+    def handle(self, event: CloudEvent) -> list[Output]:
+        key = (event.get_source(), event.get_id())
+        if self.store.applied(*key) or key in self._inputs:
+            self.skipped += 1
+            if self.skipped == 1 or self.skipped % 1000 == 0:
+                logger.info(
+                    "skipped event %s from %s: its state is already committed (%d repeated inputs skipped so far)",
+                    key[1], key[0], self.skipped, extra=event_fields(event_id=key[1]),
+                )
+            return []
+        outputs = self.handler.handle(event)
+        self._inputs.append(key)
+        return outputs
+
+    def tick(self, now: datetime) -> list[Output]:
+        return self.handler.tick(now)
+
+    def commit(self) -> None:
+        """Commit the state of the request, naming its inputs, once its outputs are acknowledged."""
+        inputs, self._inputs = self._inputs, []
+        self.store.commit(inputs)
+
+    def discard(self) -> None:
+        """Drop the state of a request that failed, so that its retry starts from the committed state."""
+        self._inputs = []
+        self.store.discard()
+
+
 def run_push(settings: FeaturesSettings, spec: PipelineSpec, stop: threading.Event) -> None:
     """Serve `POST /` with entity state in a Kafka-changelog store (run it as one replica)."""
     emitter = Emitter(settings.kafka)
     topic = state_topic(spec, settings.group_id)
     ensure_compacted_topic(settings.kafka, topic, partitions=settings.partitions)
     store = ChangelogStore(settings.kafka, topic, emitter)
+    handler = PushDeliveries(FeaturesHandler(spec, store), store)
     parts = ServiceParts(
         service=SERVICE,
-        handler=FeaturesHandler(spec, store),
+        handler=handler,
         input_topics=[spec.topic("raw")],
-        after_handle=store.flush,
+        after_handle=handler.commit,
+        after_failure=handler.discard,
+        # A request's windows include every earlier request, so none may start before the one before it is committed.
+        serial_requests=True,
         is_ready=emitter.connected,
     )
     run_service(parts, settings, spec, emitter, stop)

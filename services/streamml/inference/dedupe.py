@@ -13,39 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 
 from confluent_kafka import Consumer, TopicPartition
 
 from streamml.common.kafka import consumer_config
+from streamml.common.recent_ids import RecentIds
 from streamml.common.settings import KafkaSettings
 
 logger = logging.getLogger(__name__)
-
-
-class RecentIds:
-    """The newest `capacity` ids, oldest evicted first."""
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
-        self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def __contains__(self, event_id: object) -> bool:
-        return event_id in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def discard(self, event_id: str) -> None:
-        self._ids.pop(event_id, None)
-
-    def add(self, event_id: str) -> None:
-        self._ids[event_id] = None
-        self._ids.move_to_end(event_id)
-        while len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
 
 
 def load_recent_ids(settings: KafkaSettings, topic: str, ids: RecentIds, timeout_s: float = 30.0) -> int:

@@ -117,6 +117,60 @@ def test_overload_gets_429():
     assert first == [202]
 
 
+@pytest.mark.parametrize(
+    ("subject", "emitter_fails", "finish_fails", "status"),
+    [("bad", False, False, 400), ("a", True, False, 503), ("a", False, True, 503)],
+    ids=["invalid-event", "delivery", "after-handle"],
+)
+def test_failed_request_calls_after_failure(subject, emitter_fails, finish_fails, status):
+    calls: list[str] = []
+
+    def finish():
+        calls.append("after_handle")
+        if finish_fails:
+            raise DeliveryError("state write failed: broker down")
+
+    client, _ = client_for(
+        emitter=RecordingEmitter(fail=emitter_fails), after_handle=finish, after_failure=lambda: calls.append("after_failure")
+    )
+    headers, body = binary(subject=subject)
+    response = client.post("/", headers=headers, content=body)
+    assert response.status_code == status
+    assert calls[-1] == "after_failure"
+    assert calls.count("after_failure") == 1
+
+
+def test_success_skips_after_failure():
+    calls: list[str] = []
+    client, _ = client_for(after_handle=lambda: calls.append("after_handle"), after_failure=lambda: calls.append("after_failure"))
+    headers, body = binary()
+    assert client.post("/", headers=headers, content=body).status_code == 202
+    assert calls == ["after_handle"]
+
+
+def test_serial_requests_do_not_overlap():
+    steps: list[str] = []
+
+    class Recording(Echo):
+        def handle(self, event):
+            steps.append(f"handle {event.get_subject()}")
+            return super().handle(event)
+
+    def finish():
+        time.sleep(0.3)
+        steps.append("after_handle")
+
+    client, _ = client_for(handler=Recording(), after_handle=finish, serial=True)
+    first_headers, first_body = binary(subject="first")
+    thread = threading.Thread(target=lambda: client.post("/", headers=first_headers, content=first_body))
+    thread.start()
+    time.sleep(0.1)
+    headers, body = binary(subject="second")
+    assert client.post("/", headers=headers, content=body).status_code == 202
+    thread.join()
+    assert steps == ["handle first", "after_handle", "handle second", "after_handle"]
+
+
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
 def test_probes_return_200(path):
     client, _ = client_for()
