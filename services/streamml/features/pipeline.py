@@ -58,7 +58,9 @@ class FeatureExtractor:
             self._windows.setdefault(_window_key(feature.field, feature.window), feature.window)
         self._max_lag = max(spec.label_lags, default=0)
         self.feature_names = self._names()
-        # What `transform` reads for each window and each feature, worked out once.
+        # What `transform` reads for each input, window and feature, worked out once.
+        self._label_classes = (spec.label.classes or ()) if spec.label.kind == "classes" else None
+        self._input_plan = [(field.name, field.categories if field.type == "category" else None) for field in self._inputs]
         self._window_plan = [(key, key.split("|", 1)[0], window) for key, window in self._windows.items()]
         self._feature_plan = [(feature.agg, _window_key(feature.field, feature.window)) for feature in spec.features]
 
@@ -107,23 +109,23 @@ class FeatureExtractor:
 
     def _input_values(self, values: dict[str, Any]) -> list[float]:
         vector: list[float] = []
-        for field in self._inputs:
-            value = values.get(field.name)
-            if field.type == "category":
-                vector.extend(1.0 if value == category else 0.0 for category in field.categories or ())
-            else:
+        for name, categories in self._input_plan:
+            value = values.get(name)
+            if categories is None:
                 vector.append(_number(value))
+            else:
+                vector += [1.0 if value == category else 0.0 for category in categories]
         return vector
 
     def _lag_values(self, history: list[Any]) -> list[float]:
         vector: list[float] = []
-        label = self.spec.label
+        classes = self._label_classes
         for lag in self.spec.label_lags:
             known = history[-lag] if lag <= len(history) else None
-            if label.kind == "classes":
-                vector.extend(1.0 if known == name else 0.0 for name in label.classes or ())
-            else:
+            if classes is None:
                 vector.append(float(known) if known is not None else 0.0)
+            else:
+                vector += [1.0 if known == name else 0.0 for name in classes]
         return vector
 
 
@@ -153,19 +155,18 @@ def _advance(
     """Return a new buffer with one value added, and the values the window covers; `buffer` is left as it is."""
     buffer = buffer or {}
     if window.kind == "sliding":
-        times = list(buffer.get("t", []))
-        values = list(buffer.get("v", []))
-        times.append(timestamp)
-        values.append(value)
         if window.size is not None:
-            times, values = times[-window.size :], values[-window.size :]
-            covered = values
-        else:
-            horizon = timestamp - window.duration.total_seconds()
-            kept = [(t, v) for t, v in zip(times, values) if t > horizon]
-            times = [t for t, _ in kept]
-            values = [v for _, v in kept]
-            covered = [v for t, v in kept if t <= timestamp]
+            # A count window needs no times: its values are the last `size`, oldest first.
+            previous = buffer.get("v", [])[-window.size + 1 :] if window.size > 1 else []
+            values = [*previous, value]
+            return {"v": values}, values
+        times = [*buffer.get("t", []), timestamp]
+        values = [*buffer.get("v", []), value]
+        horizon = timestamp - window.duration.total_seconds()
+        kept = [(t, v) for t, v in zip(times, values) if t > horizon]
+        times = [t for t, _ in kept]
+        values = [v for _, v in kept]
+        covered = [v for t, v in kept if t <= timestamp]
         return {"t": times, "v": values}, covered
     if window.size is not None:
         index = seen // window.size

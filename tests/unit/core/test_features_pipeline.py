@@ -55,6 +55,18 @@ def test_sliding_count_window_aggregates():
     assert vectors[3] == [2.0, 3.0, 10.0, pytest.approx(10 / 3), 2.0, 5.0, 2.0]
 
 
+def test_count_window_reads_older_state():
+    extractor = FeatureExtractor(spec_with([{"field": "x", "agg": "mean", "window": {"kind": "sliding", "size": 3}}]))
+    _, state = run(extractor, [1.0, 5.0, 3.0])
+    assert state["windows"]["x|sliding3"] == {"v": [1.0, 5.0, 3.0]}
+    # A state written before count windows dropped their times has a "t" list beside the values.
+    older = {**state, "windows": {"x|sliding3": {"t": [0.0, 60.0, 120.0], "v": [1.0, 5.0, 3.0]}}}
+    record = Record("e3", "a", T0 + timedelta(minutes=3), {"x": 2.0}, None)
+    vector, newer = extractor.transform(record, older)
+    assert vector == [2.0, pytest.approx(10 / 3)]
+    assert newer["windows"]["x|sliding3"] == {"v": [5.0, 3.0, 2.0]}
+
+
 def test_tumbling_count_window_restarts():
     extractor = FeatureExtractor(spec_with([{"field": "x", "agg": "sum", "window": {"kind": "tumbling", "size": 2}}]))
     vectors, _ = run(extractor, [1.0, 2.0, 4.0, 8.0, 16.0])
