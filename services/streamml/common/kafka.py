@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streamml.common.deadletter import dead_letter_output
 from streamml.common.errors import InvalidEventError, RetriableError, StateError
@@ -558,11 +558,49 @@ def wait_for_topics(settings: KafkaSettings, topics: Sequence[str], stop: thread
         stop.wait(1.0)
 
 
+def read_offsets(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]], timeout_s: float) -> Iterator[Message]:
+    """Yield the records at offsets [start, end) of each partition in `ranges`, then unassign the consumer.
+
+    A range ends when the consumer's position reaches its end, so offsets that hold no record
+    for this reader, such as transaction markers and aborted records, end it too. Raises
+    TimeoutError when no partition moves on for `timeout_s`.
+    """
+    ends = {partition: end for partition, (start, end) in ranges.items() if end > start}
+    if not ends:
+        return
+    reached = {partition: ranges[partition][0] for partition in ends}
+    consumer.assign([TopicPartition(topic, partition, reached[partition]) for partition in ends])
+    try:
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            for message in consumer.consume(num_messages=500, timeout=0.2):
+                error = message.error()
+                if error is not None:
+                    # librdkafka retries what is not fatal, and the deadline bounds the wait.
+                    if error.fatal():
+                        raise KafkaException(error)
+                    continue
+                if message.offset() < ends.get(message.partition(), -1):
+                    yield message
+            positions = consumer.position([TopicPartition(topic, partition) for partition in ends])
+            for position in positions:
+                if position.offset > reached[position.partition]:
+                    reached[position.partition] = position.offset
+                    deadline = time.monotonic() + timeout_s
+                if position.offset >= ends[position.partition]:
+                    del ends[position.partition]
+            if ends and time.monotonic() > deadline:
+                behind = ", ".join(f"[{partition}] at {reached[partition]} of {end}" for partition, end in sorted(ends.items()))
+                raise TimeoutError(f"reading {topic} made no progress for {timeout_s:.0f} s with partitions {behind}")
+    finally:
+        consumer.unassign()
+
+
 def read_compacted(settings: KafkaSettings, topic: str, timeout_s: float = 10.0) -> Iterator[Message]:
     """Yield a topic's records from the beginning to its end at the call, outside any consumer group.
 
-    Raises StateError when no record arrives for `timeout_s` before the end is reached, so a
-    caller never rebuilds its state from part of the topic.
+    Raises StateError when the reading makes no progress for `timeout_s` before the end is
+    reached, so a caller never rebuilds its state from part of the topic.
     """
     consumer = Consumer(consumer_config(settings, group_id="streamml-reader", **{"enable.auto.offset.store": False}))
     try:
@@ -570,33 +608,15 @@ def read_compacted(settings: KafkaSettings, topic: str, timeout_s: float = 10.0)
         described = metadata.topics.get(topic)
         if described is None or described.error is not None or not described.partitions:
             return
-        partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in described.partitions]
-        ends = {}
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(partition, timeout=timeout_s)
-            if high > low:
-                ends[partition.partition] = high
-        if not ends:
-            return
-        consumer.assign([p for p in partitions if p.partition in ends])
-        reached: dict[int, int] = {}
-        done: set[int] = set()
-        deadline = time.monotonic() + timeout_s
-        while len(done) < len(ends):
-            if time.monotonic() > deadline:
-                behind = ", ".join(f"[{p}] at {reached.get(p, 0)} of {end}" for p, end in sorted(ends.items()) if p not in done)
-                raise StateError(
-                    f"reading {topic} from the beginning timed out: no record for {timeout_s:.0f} s with partitions {behind}; "
-                    "check that the brokers are reachable and serve this topic, then start again"
-                )
-            for message in consumer.consume(num_messages=500, timeout=0.2):
-                if message.error() is not None:
-                    continue
-                deadline = time.monotonic() + timeout_s
-                partition = message.partition()
-                reached[partition] = message.offset() + 1
-                yield message
-                if message.offset() + 1 >= ends[partition]:
-                    done.add(partition)
+        ranges = {
+            partition: consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            for partition in described.partitions
+        }
+        try:
+            yield from read_offsets(consumer, topic, ranges, timeout_s)
+        except TimeoutError as error:
+            raise StateError(
+                f"{error}; check that the brokers are reachable and serve this topic, then start again"
+            ) from error
     finally:
         consumer.close()

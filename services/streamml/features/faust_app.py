@@ -62,11 +62,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import faust
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message
 
 from streamml.common.deadletter import dead_letter_output
 from streamml.common.errors import InvalidEventError, SpecError
-from streamml.common.kafka import Emitter, consumer_config
+from streamml.common.kafka import Emitter, consumer_config, read_offsets
 from streamml.common.logs import event_fields
 from streamml.common.metrics import AdapterMetrics
 from streamml.common.process import settle_heap
@@ -569,25 +569,7 @@ class GapReader:
 
     def read(self, topic: str, partition: int, start: int, end: int) -> list[Message]:
         """Return the records at offsets [start, end); offsets without a record, such as transaction markers, are skipped."""
-        position = TopicPartition(topic, partition, start)
-        self._consumer.assign([position])
-        records: list[Message] = []
-        deadline = time.monotonic() + self.timeout_s
-        try:
-            while self._consumer.position([position])[0].offset < end:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"{topic}[{partition}]: offsets {start} to {end - 1} were not read within {self.timeout_s:.0f} s; "
-                        "check that the brokers are reachable"
-                    )
-                for record in self._consumer.consume(num_messages=end - start, timeout=1.0):
-                    if record.error() is not None:
-                        raise KafkaException(record.error())
-                    if record.offset() < end:
-                        records.append(record)
-        finally:
-            self._consumer.unassign()
-        return records
+        return list(read_offsets(self._consumer, topic, {partition: (start, end)}, self.timeout_s))
 
     def close(self) -> None:
         self._consumer.close()

@@ -16,7 +16,7 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
-from streamml.common.kafka import consumer_config
+from streamml.common.kafka import consumer_config, read_offsets
 from streamml.common.recent_ids import RecentIds
 from streamml.common.settings import KafkaSettings
 
@@ -31,32 +31,20 @@ def load_recent_ids(settings: KafkaSettings, topic: str, ids: RecentIds, timeout
         described = metadata.topics.get(topic)
         if described is None or described.error is not None:
             return 0
-        ends: dict[int, int] = {}
-        assignment = []
+        ranges = {}
         for partition in described.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
-            if high > low:
-                ends[partition] = high
-                assignment.append(TopicPartition(topic, partition, max(low, high - ids.capacity)))
-        if not assignment:
-            return 0
-        consumer.assign(assignment)
+            ranges[partition] = (max(low, high - ids.capacity), high)
         read = 0
-        done: set[int] = set()
-        deadline = time.monotonic() + timeout_s
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=5000, timeout=0.2):
-                if message.error() is not None:
-                    continue
+        try:
+            for message in read_offsets(consumer, topic, ranges, timeout_s):
                 for name, value in message.headers() or ():
                     if name == "ce_id" and value is not None:
                         ids.add(value.decode("utf-8", errors="replace"))
                         break
                 read += 1
-                if message.offset() + 1 >= ends[message.partition()]:
-                    done.add(message.partition())
-        if len(done) < len(ends):
-            logger.warning("read only part of %s within %.0fs; a replayed input may be predicted twice", topic, timeout_s)
+        except TimeoutError as error:
+            logger.warning("read only part of %s (%s); a replayed input may be predicted twice", topic, error)
         return read
     finally:
         consumer.close()

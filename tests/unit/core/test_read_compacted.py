@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from streamml.common import kafka
 from streamml.common.errors import StateError
@@ -30,6 +31,7 @@ class _StallingConsumer:
 
     def __init__(self, config: dict) -> None:
         self.pending = [_Record(offset) for offset in range(3)]
+        self.next_offset = -1001
 
     def list_topics(self, topic: str, timeout: float) -> SimpleNamespace:
         return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions={0: None})})
@@ -42,7 +44,15 @@ class _StallingConsumer:
 
     def consume(self, num_messages: int, timeout: float) -> list[_Record]:
         delivered, self.pending = self.pending, []
+        if delivered:
+            self.next_offset = delivered[-1].offset() + 1
         return delivered
+
+    def position(self, partitions) -> list[TopicPartition]:
+        return [TopicPartition(partition.topic, partition.partition, self.next_offset) for partition in partitions]
+
+    def unassign(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
