@@ -428,6 +428,36 @@ def test_restart_keeps_window_state(make_pipeline, start_worker, make_producer, 
     assert "Done reading from changelog topics" in second.log(), second.log_tail()
 
 
+def test_repeated_input_counts_once(make_pipeline, start_worker, make_producer, make_consumer, bootstrap_servers):
+    """An input that reaches the raw topic again, at a later offset, is skipped, also by a restarted worker."""
+    pipeline = make_pipeline()
+    producer = make_producer({"acks": "all"})
+    consumer = make_consumer(topics=[pipeline.features])
+    plan = [(f"r{index}", "alpha", float(index), None) for index in range(12)]
+    expected = expected_vectors(plan)
+    records = {event_id: _record(event_id, entity, x, label) for event_id, entity, x, label in plan}
+
+    # r3 again among the first records, as a replaying ingestion process writes it.
+    _produce(producer, pipeline.raw, [records[f"r{index}"] for index in range(6)] + [records["r3"]])
+    first = start_worker(pipeline, "first")
+    before = _consume(consumer, 6, first)
+    assert first.stop() == 0, first.log_tail()
+    before += _drain(consumer)
+
+    # r5 again after the restart: its first copy lies before the committed offset.
+    _produce(producer, pipeline.raw, [records["r5"]] + [records[f"r{index}"] for index in range(6, 12)])
+    second = start_worker(pipeline, "second")
+    after = _consume(consumer, 6, second)
+    after += _drain(consumer)
+    assert second.stop() == 0, second.log_tail()
+
+    ids = [item.data["event_id"] for item in before + after]
+    assert ids == [f"r{index}" for index in range(12)]
+    assert _feature_values(before + after) == expected
+    assert "event r3 from tests/features: an input with this source and id is already applied" in first.log()
+    assert "event r5 from tests/features: an input with this source and id is already applied" in second.log()
+
+
 def test_rejected_output_blocks_offset_commit(make_pipeline, start_worker, make_producer, make_consumer, bootstrap_servers):
     pipeline = make_pipeline(labels_config={"max.message.bytes": "200"}, raw_partitions=1)
     producer = make_producer({"acks": "all"})

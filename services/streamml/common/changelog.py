@@ -17,7 +17,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamml.common.kafka import Emitter, read_compacted
-from streamml.common.recent_ids import RecentIds
+from streamml.common.recent_ids import RecentIds, input_marker
 from streamml.common.settings import KafkaSettings
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class ChangelogStore(MutableMapping[str, Any]):
             markers = newest.setdefault(message.partition(), deque(maxlen=recent))
             for pair in value.get(APPLIED, ()) if isinstance(value, dict) else ():
                 if isinstance(pair, list) and len(pair) == 2:
-                    markers.append(_marker(*pair))
+                    markers.append(input_marker(*pair))
         self._applied = RecentIds(recent * max(1, len(newest)))
         for markers in newest.values():
             for marker in markers:
@@ -107,7 +107,7 @@ class ChangelogStore(MutableMapping[str, Any]):
 
     def applied(self, source: str, event_id: str) -> bool:
         """Return whether a committed write applied the input with this CloudEvents source and id."""
-        return _marker(source, event_id) in self._applied
+        return input_marker(source, event_id) in self._applied
 
     def commit(self, inputs: Sequence[tuple[str, str]] = (), timeout_s: float = 30.0) -> None:
         """Produce the staged writes, each naming `inputs` as (source, id) pairs, and wait for them.
@@ -131,13 +131,8 @@ class ChangelogStore(MutableMapping[str, Any]):
             else:
                 self._data[key] = value
         for source, event_id in inputs:
-            self._applied.add(_marker(source, event_id))
+            self._applied.add(input_marker(source, event_id))
 
     def discard(self) -> None:
         """Drop the staged writes."""
         self._staged = {}
-
-
-def _marker(source: str, event_id: str) -> str:
-    # A CloudEvents String contains no control characters, so a newline separates the two.
-    return f"{source}\n{event_id}"

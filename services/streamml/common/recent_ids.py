@@ -28,3 +28,9 @@ class RecentIds:
         self._ids.move_to_end(event_id)
         while len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
+
+
+def input_marker(source: str, event_id: str) -> str:
+    """Return the key of an input in a set of recent ids: its CloudEvents source and id."""
+    # A CloudEvents String contains no control characters, so a newline separates the two.
+    return f"{source}\n{event_id}"

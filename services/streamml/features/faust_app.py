@@ -62,7 +62,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import faust
-from confluent_kafka import Consumer, Message
+from cloudevents.core.v1.event import CloudEvent
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from streamml.common.deadletter import dead_letter_output
 from streamml.common.errors import InvalidEventError, SpecError
@@ -70,6 +71,7 @@ from streamml.common.kafka import Emitter, consumer_config, read_offsets
 from streamml.common.logs import event_fields
 from streamml.common.metrics import AdapterMetrics
 from streamml.common.process import settle_heap
+from streamml.common.recent_ids import RecentIds, input_marker
 from streamml.common.settings import KafkaSettings
 from streamml.common.events import Output, from_kafka, header_event_id
 from streamml.common.spec import PipelineSpec, load_spec
@@ -88,6 +90,8 @@ STATS_INTERVAL_S = 60.0
 # Outputs that may await the brokers' acknowledgement while the worker processes more records,
 # an estimated 20 MB of Elec2 outputs. NOTE: no test fills it, because the Kafka tests keep fewer in flight.
 MAX_OUTPUTS_IN_FLIGHT = 20_000
+# Inputs remembered per raw partition, to skip one that reaches the raw topic again.
+RECENT_INPUTS = 20_000
 DEFAULT_DATA_DIR = Path(".streamml/features")
 _LOGLEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
@@ -205,9 +209,13 @@ class FeaturesProcessor:
         self.dead_lettered = 0
         self.redelivered = 0
         self.applied_before = 0
+        self.repeated = 0
         self.gaps = 0
         self._make_current: Callable[[Any], None] = lambda event: None
         self._gap_reader: GapReader | None = None
+        #: Per raw partition, the (source, id) of the newest inputs applied: those before the committed
+        #: offset when the worker got the partition, then each input it handles.
+        self._recent: dict[tuple[str, int], RecentIds] = {}
 
     async def process(self, stream: faust.StreamT) -> None:
         """Consume the raw topic in batches until the worker stops; crash the app on an unexpected error.
@@ -244,6 +252,16 @@ class FeaturesProcessor:
             for event in events:
                 message = event.message
                 origin = Origin(message.topic, message.partition, message.offset)
+                if (origin.topic, origin.partition) not in self._recent:
+                    try:
+                        await self._load_recent(origin)
+                    except Exception as error:
+                        logger.error(
+                            "%s: reading the inputs before this offset failed (%r); stopping the worker. "
+                            "Check that the brokers are reachable, then restart it", origin, error,
+                        )
+                        await self.app.crash(error)
+                        return
                 missing = self._gap_before(origin)
                 gap: list[_Work] = []
                 if missing is not None:
@@ -260,7 +278,10 @@ class FeaturesProcessor:
                     # Gap records count as in flight like the batch's records, so commits stop below them
                     # and a later copy of one waits for its outputs.
                     origins.extend(item.origin for item in gap)
-                if self._skip_redelivery(event, origin) or self._skip_applied(message.key, origin):
+                if self._skip_redelivery(event, origin):
+                    continue
+                if self._skip_applied(message.key, origin):
+                    self._remember(origin, message.key, message.value, message.headers)
                     continue
                 message.incref()
                 batch.append(event)
@@ -339,6 +360,48 @@ class FeaturesProcessor:
             return min(pending)
         return self._next_offset.get((topic, partition))
 
+    async def _load_recent(self, origin: Origin) -> None:
+        """Remember the inputs of up to `RECENT_INPUTS` records before the committed offset of `origin`'s partition.
+
+        `origin` is the first record of the partition that this worker gets. The records
+        before the committed offset are applied, so a later record with the same CloudEvents
+        source and id as one of them is a repeat.
+        """
+        records: list[Message] = []
+        if origin.offset > 0:
+            loop = asyncio.get_running_loop()
+            committed = await loop.run_in_executor(None, self._committed, origin)
+            # faust starts at the committed offset, and a record before the first one it delivers is never counted as applied.
+            end = origin.offset if committed is None else min(committed, origin.offset)
+            if self._gap_reader is None:
+                self._gap_reader = GapReader(self.kafka)
+            start = max(0, end - RECENT_INPUTS)
+            records = await loop.run_in_executor(None, self._gap_reader.read, origin.topic, origin.partition, start, end)
+        self._recent[(origin.topic, origin.partition)] = RecentIds(RECENT_INPUTS)
+        for record in records:
+            self._remember(origin, record.key(), record.value(), record.headers())
+        logger.info("%s: remembered the inputs of %d records before this offset, to skip repeats", origin, len(records))
+
+    def _committed(self, origin: Origin) -> int | None:
+        """Return the worker's committed offset of `origin`'s partition, or None without one."""
+        consumer = Consumer(consumer_config(self.kafka, group_id=self.app.conf.id))
+        try:
+            [position] = consumer.committed([TopicPartition(origin.topic, origin.partition)], timeout=30)
+        finally:
+            consumer.close()
+        return position.offset if position.offset >= 0 else None
+
+    def _remember(self, origin: Origin, key: bytes | None, value: bytes | None, headers: Any) -> None:
+        """Note the input of an applied record of `origin`'s partition. A record that is no valid CloudEvent is passed over."""
+        recent = self._recent.get((origin.topic, origin.partition))
+        if recent is None:
+            return
+        try:
+            event = from_kafka(key, value, list(headers or ()), json_as_bytes=True)
+        except InvalidEventError:
+            return
+        recent.add(input_marker(event.get_source(), event.get_id()))
+
     def _gap_before(self, origin: Origin) -> tuple[int, int] | None:
         """Return the offsets [start, end) of this partition that never reached the agent before this record, if any."""
         expected = self._next_offset.get((origin.topic, origin.partition))
@@ -367,7 +430,9 @@ class FeaturesProcessor:
         work = []
         for record in records:
             position = Origin(origin.topic, origin.partition, record.offset())
-            if not self._skip_applied(record.key(), position):
+            if self._skip_applied(record.key(), position):
+                self._remember(position, record.key(), record.value(), record.headers())
+            else:
                 work.append(_Work(event, position, record.key(), record.value(), list(record.headers() or ())))
         return work
 
@@ -432,9 +497,16 @@ class FeaturesProcessor:
         try:
             cloudevent = from_kafka(key, value, headers, where=origin, json_as_bytes=self.handler.parses_json_data)
             event_id = cloudevent.get_id()
+            marker = input_marker(cloudevent.get_source(), cloudevent.get_id())
+            recent = self._recent.get((origin.topic, origin.partition))
+            if recent is not None and marker in recent:
+                self._note_repeat(origin, cloudevent)
+                return [], event_id, None
             trace = self.tracer.start([cloudevent], [origin])
             outputs = self.handler.handle(cloudevent)
             trace.stamp(0, outputs)
+            if recent is not None:
+                recent.add(marker)
             return outputs, event_id, trace
         except InvalidEventError as error:
             self.dead_lettered += 1
@@ -466,6 +538,16 @@ class FeaturesProcessor:
                 extra=event_fields(origin.topic, origin.partition, origin.offset, event_id),
             )
             raise
+
+    def _note_repeat(self, origin: Origin, event: CloudEvent) -> None:
+        self.repeated += 1
+        if self.repeated == 1 or self.repeated % 1000 == 0:
+            logger.info(
+                "%s event %s from %s: an input with this source and id is already applied; skipping it "
+                "(%d repeated inputs skipped so far)",
+                origin, event.get_id(), event.get_source(), self.repeated,
+                extra=event_fields(origin.topic, origin.partition, origin.offset, event.get_id()),
+            )
 
     def _ack_when_delivered(
         self, batch: list[faust.EventT], origins: list[Origin], deliveries: list[Awaitable[Any]], done: _Done
@@ -540,11 +622,13 @@ class FeaturesProcessor:
         """Log the counts of processed, dead-lettered and skipped records, offset gaps and pending outputs."""
         logger.info(
             "features worker: %d records processed, %d dead-lettered, %d second deliveries skipped, "
-            "%d skipped as already in the state table, %d offset gaps, %d records awaiting the broker",
+            "%d skipped as already in the state table, %d repeated inputs skipped, %d offset gaps, "
+            "%d records awaiting the broker",
             self.processed,
             self.dead_lettered,
             self.redelivered,
             self.applied_before,
+            self.repeated,
             self.gaps,
             len(self._in_flight),
         )
