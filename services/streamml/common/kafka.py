@@ -591,7 +591,7 @@ def read_offsets(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, in
                     del ends[position.partition]
             if ends and time.monotonic() > deadline:
                 behind = ", ".join(f"[{partition}] at {reached[partition]} of {end}" for partition, end in sorted(ends.items()))
-                raise TimeoutError(f"reading {topic} made no progress for {timeout_s:.0f} s with partitions {behind}")
+                raise TimeoutError(f"reading {topic} timed out: no progress for {timeout_s:.0f} s with partitions {behind}")
     finally:
         consumer.unassign()
 

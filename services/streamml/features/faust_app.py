@@ -371,7 +371,7 @@ class FeaturesProcessor:
         if origin.offset > 0:
             loop = asyncio.get_running_loop()
             committed = await loop.run_in_executor(None, self._committed, origin)
-            # faust starts at the committed offset, and a record before the first one it delivers is never counted as applied.
+            # Only the records before both the committed offset and the first record faust delivers count as applied.
             end = origin.offset if committed is None else min(committed, origin.offset)
             if self._gap_reader is None:
                 self._gap_reader = GapReader(self.kafka)
@@ -393,14 +393,11 @@ class FeaturesProcessor:
 
     def _remember(self, origin: Origin, key: bytes | None, value: bytes | None, headers: Any) -> None:
         """Note the input of an applied record of `origin`'s partition. A record that is no valid CloudEvent is passed over."""
-        recent = self._recent.get((origin.topic, origin.partition))
-        if recent is None:
-            return
         try:
             event = from_kafka(key, value, list(headers or ()), json_as_bytes=True)
         except InvalidEventError:
             return
-        recent.add(input_marker(event.get_source(), event.get_id()))
+        self._recent[(origin.topic, origin.partition)].add(input_marker(event.get_source(), event.get_id()))
 
     def _gap_before(self, origin: Origin) -> tuple[int, int] | None:
         """Return the offsets [start, end) of this partition that never reached the agent before this record, if any."""
@@ -497,16 +494,16 @@ class FeaturesProcessor:
         try:
             cloudevent = from_kafka(key, value, headers, where=origin, json_as_bytes=self.handler.parses_json_data)
             event_id = cloudevent.get_id()
+            # `_process_batches` loads a partition's recent inputs before any record of it gets here.
+            recent = self._recent[(origin.topic, origin.partition)]
             marker = input_marker(cloudevent.get_source(), cloudevent.get_id())
-            recent = self._recent.get((origin.topic, origin.partition))
-            if recent is not None and marker in recent:
+            if marker in recent:
                 self._note_repeat(origin, cloudevent)
                 return [], event_id, None
             trace = self.tracer.start([cloudevent], [origin])
             outputs = self.handler.handle(cloudevent)
             trace.stamp(0, outputs)
-            if recent is not None:
-                recent.add(marker)
+            recent.add(marker)
             return outputs, event_id, trace
         except InvalidEventError as error:
             self.dead_lettered += 1

@@ -163,10 +163,10 @@ def _advance(
         times = [*buffer.get("t", []), timestamp]
         values = [*buffer.get("v", []), value]
         horizon = timestamp - window.duration.total_seconds()
-        kept = [(t, v) for t, v in zip(times, values) if t > horizon]
-        times = [t for t, _ in kept]
-        values = [v for _, v in kept]
-        covered = [v for t, v in kept if t <= timestamp]
+        in_window = [(t, v) for t, v in zip(times, values) if t > horizon]
+        times = [t for t, _ in in_window]
+        values = [v for _, v in in_window]
+        covered = [v for t, v in in_window if t <= timestamp]
         return {"t": times, "v": values}, covered
     if window.size is not None:
         index = seen // window.size

@@ -120,7 +120,7 @@ class FakeStream:
 
 
 class HoldingEmitter:
-    """An emitter whose outputs are acknowledged at once until `hold` is set, and then wait for the test."""
+    """An emitter whose outputs are acknowledged at once until `hold` is set, after which they wait for the test."""
 
     def __init__(self) -> None:
         self.hold = False
